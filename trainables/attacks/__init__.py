@@ -1,0 +1,14 @@
+"""ℓ∞ attacks as pure functions: projection, PGD steps, full PGD/FGSM/CW evaluation attacks."""
+
+from __future__ import annotations
+
+from trainables.attacks.losses import cw_margin_loss
+from trainables.attacks.pgd import (
+    input_gradient,
+    pgd_attack,
+    pgd_step,
+    project,
+    random_init,
+)
+
+__all__ = ["cw_margin_loss", "input_gradient", "pgd_attack", "pgd_step", "project", "random_init"]

@@ -1,0 +1,261 @@
+"""One adversarial-training run, epoch by epoch: the training loop of raysearch.
+
+:class:`Run` holds everything that lives across epochs (data on the device, model,
+optimizer, method memories, schedule/controller state, cost counters, RNG) and
+round-trips through ``state_dict`` so a checkpointed run continues exactly as if never
+interrupted. :meth:`Run.step` trains one epoch, evaluates, and returns the epoch's record
+(the metrics Ray Tune reports and ``raysearch train --json`` prints).
+
+The batch loop never synchronizes with the host: statistics accumulate on the device and
+are read once per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+
+from trainables.config import TrainConfig
+from trainables.cost import Cost, Stopwatch
+from trainables.data import Augment, BatchLoader, load_dataset
+from trainables.evaluation import COMonitor, evaluate_accuracy, pmp_criterion
+from trainables.methods import Plan, StepContext, build_loss, build_method
+from trainables.models import build_model
+from trainables.objective import DIVERGED_OBJECTIVE, reference_backprops, tradeoff_objective
+from trainables.schedules import EpochStats, build_schedule
+
+RUNNING, COMPLETED, DIVERGED, CO = "running", "completed", "diverged", "catastrophic_overfitting"
+BatchCallback = Callable[[int, int], None]  # (batch index, batches per epoch)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def learning_rate(cfg: TrainConfig, progress: float) -> float:
+    """LR at fractional epoch ``progress`` ∈ [0, epochs] (per batch, independent of replays)."""
+    u = progress / cfg.epochs
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * u))
+    if cfg.lr_schedule == "cyclic":  # fast_adversarial's triangle: 0 → lr at 2/5 → 0
+        return cfg.lr * (u / 0.4 if u < 0.4 else max(0.0, (1 - u) / 0.6))
+    if cfg.lr_schedule == "multistep":
+        return cfg.lr * (0.1 if u >= 0.5 else 1.0) * (0.1 if u >= 0.75 else 1.0)
+    return cfg.lr
+
+
+class Run:
+    """An adversarial-training run of ``config`` on ``device`` (default: config.device)."""
+
+    def __init__(self, config: TrainConfig, device: torch.device | str | None = None) -> None:
+        self.config = cfg = config
+        self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size)
+        self.num_classes, self.input_shape = data.num_classes, data.input_shape
+        train = data.train.to(self.device)
+        val = data.val.to(self.device)
+        self.val_x, self.val_y = val.x[: cfg.eval.examples], val.y[: cfg.eval.examples]
+        use_augment = cfg.augment and (data.crop_padding > 0 or data.flip)
+        augment = Augment(data.crop_padding, data.flip) if use_augment else None
+        self.loader = BatchLoader(train, cfg.batch_size, shuffle=True, augment=augment,
+                                  max_batches=cfg.max_batches)
+        self.model = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std)
+        self.model.to(self.device)
+        if self._channels_last():
+            self.model.to(memory_format=torch.channels_last)
+        if cfg.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.forward_model = torch.compile(self.model) if cfg.compile else self.model
+        self.method = build_method(cfg, len(train), data.input_shape, self.device, augment)
+        self.schedule = build_schedule(cfg)
+        beta = {"trades": cfg.trades.beta, "mart": cfg.mart.beta}.get(cfg.loss)
+        self.ctx = StepContext(self.forward_model, self.optimizer, cfg.epsilon, build_loss(cfg.loss, beta),
+                               self.autocast, cfg.attack_bn)
+        self.cost = Cost()
+        self.co = COMonitor(cfg.co.drop)
+        self.epoch = 0
+        self.status = RUNNING
+        self.history: list[dict[str, Any]] = []
+        self.best_robust_acc = -1.0
+        self.best_model: dict[str, torch.Tensor] | None = None
+        self.last_eval: dict[str, float] = {"clean_acc": 0.0, "robust_acc": 0.0, "fgsm_acc": 0.0}
+
+    # -- configuration-derived helpers ------------------------------------------------------
+    def _channels_last(self) -> bool:
+        wanted = self.config.channels_last
+        return self.device.type == "cuda" if wanted is None else wanted
+
+    def _bf16(self) -> bool:
+        return self.config.precision == "bf16" or (self.config.precision == "auto" and self.device.type == "cuda")
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._bf16())
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.loader)
+
+    @property
+    def reference_backprops(self) -> int:
+        return reference_backprops(self.config.epochs, self.batches_per_epoch)
+
+    @property
+    def finished(self) -> bool:
+        return self.status != RUNNING or self.epoch >= self.config.epochs
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def train_epoch(self, on_batch: BatchCallback | None = None) -> dict[str, Any]:
+        """Train epoch ``self.epoch`` with the schedule's plan; returns the training half of the record."""
+        cfg, t = self.config, self.epoch
+        plan: Plan = self.schedule.plan(t)
+        self.method.start_epoch(t)
+        batches = self.batches_per_epoch
+        sums = torch.zeros(4, device=self.device)  # loss·n, correct, grad_l1, alpha
+        count = forwards = backprops = 0
+        self.model.train(True)
+        with Stopwatch(self.device) as watch:
+            for i, batch in enumerate(self.loader):
+                lr = learning_rate(cfg, t + i / batches)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                stats = self.method.train_batch(batch, plan, self.ctx)
+                sums[0] += stats.loss * stats.count
+                sums[1] += stats.correct
+                sums[2] += stats.grad_l1
+                sums[3] += stats.alpha
+                count += stats.count
+                forwards += stats.forwards
+                backprops += stats.backprops
+                if on_batch is not None:
+                    on_batch(i, batches)
+        loss_sum, correct, grad_l1, alpha_sum = sums.tolist()  # the epoch's one host sync
+        self.cost.train_seconds += watch.seconds
+        self.cost.forwards += forwards
+        self.cost.backprops += backprops
+        train_acc = correct / count
+        self.schedule.observe(t, EpochStats(train_acc=train_acc, grad_magnitude=grad_l1))
+        self.epoch += 1
+        return {
+            "epoch": self.epoch, "k": plan.k, "alpha": alpha_sum / batches, "lr": lr,
+            "train_loss": loss_sum / count, "train_acc": train_acc, "grad_magnitude": grad_l1,
+            "backprops": self.cost.backprops, "forwards": self.cost.forwards,
+            "train_seconds": self.cost.train_seconds,
+        }
+
+    def evaluate(self) -> dict[str, float]:
+        """Clean / PGD / FGSM accuracy on the fixed validation subset (eval seconds counted)."""
+        ev = self.config.eval
+        alpha = ev.alpha if ev.alpha is not None else self.config.epsilon / 4
+        with Stopwatch(self.device) as watch:
+            acc = evaluate_accuracy(self.model, self.val_x, self.val_y, self.config.epsilon, ev.steps,
+                                    alpha, ev.restarts, ev.fgsm, ev.batch_size, self.autocast)
+        self.cost.eval_seconds += watch.seconds
+        return {"clean_acc": acc.clean_acc, "robust_acc": acc.robust_acc, "fgsm_acc": acc.fgsm_acc}
+
+    def objective(self, robust_acc: float) -> float:
+        cfg = self.config
+        if cfg.cost == "seconds":
+            reference = cfg.reference_seconds or self._estimated_reference_seconds()
+            return tradeoff_objective(robust_acc, self.cost.train_seconds, reference, cfg.cost_weight)
+        return tradeoff_objective(robust_acc, self.cost.backprops, self.reference_backprops, cfg.cost_weight)
+
+    def _estimated_reference_seconds(self) -> float:
+        # Without a measured PGD-10 time, assume seconds scale with backprops.
+        per_backprop = self.cost.train_seconds / max(self.cost.backprops, 1)
+        return per_backprop * self.reference_backprops
+
+    def step(self, on_batch: BatchCallback | None = None) -> dict[str, Any]:
+        """Train one epoch, evaluate when due, apply the divergence and CO rules; the epoch's record."""
+        cfg = self.config
+        record = self.train_epoch(on_batch)
+        if not math.isfinite(record["train_loss"]):
+            self.status = DIVERGED
+        elif self.epoch % cfg.eval.every == 0 or self.epoch >= cfg.epochs:
+            self.last_eval = self.evaluate()
+            robust = self.last_eval["robust_acc"]
+            if robust > self.best_robust_acc:
+                self.best_robust_acc = robust
+                self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            if cfg.co.enabled and self.co.update(robust, self.last_eval["fgsm_acc"]):
+                self.status = CO
+            if cfg.eval.pmp:
+                record["pmp_c"] = self._pmp(record["k"], record["alpha"])
+        record.update(self.last_eval)
+        record["best_robust_acc"] = max(self.best_robust_acc, 0.0)
+        record["eval_seconds"] = self.cost.eval_seconds
+        if self.status == DIVERGED:
+            record["objective"] = DIVERGED_OBJECTIVE
+        else:
+            # A run stopped for catastrophic overfitting keeps (and is scored by) its best checkpoint.
+            robust = self.best_robust_acc if self.status == CO else record["robust_acc"]
+            record["objective"] = self.objective(robust)
+        if self.status == RUNNING and self.epoch >= cfg.epochs:
+            self.status = COMPLETED
+        record["status"] = self.status
+        self.history.append(record)
+        return record
+
+    def _pmp(self, k: int, alpha: float) -> float:
+        x, y = self.val_x[:128], self.val_y[:128]
+        tau = self.config.amata.tau or 2.5 * self.config.epsilon
+        alpha_t = alpha if alpha > 0 else tau / max(k, 1)
+        return pmp_criterion(self.model, x, y, self.config.epsilon, k, alpha_t,
+                             self.config.eval.pmp_gamma, tau=tau)
+
+    # -- checkpointing ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimizer, method memories, schedule
+        state, cost counters, history and RNG states (loadable with ``weights_only=True``)."""
+        return {
+            "epoch": self.epoch, "status": self.status, "history": copy.deepcopy(self.history),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "method": self.method.state_dict(), "schedule": self.schedule.state_dict(),
+            "cost": self.cost.state_dict(), "co": self.co.state_dict(),
+            "best_robust_acc": self.best_robust_acc, "best_model": self.best_model,
+            "last_eval": dict(self.last_eval),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "config": self.config.to_flat(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.status = int(state["epoch"]), str(state["status"])
+        self.history = list(state["history"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.cost.load_state_dict(state["cost"])
+        self.co.load_state_dict(state["co"])
+        self.best_robust_acc, self.best_model = float(state["best_robust_acc"]), state["best_model"]
+        self.last_eval = dict(state["last_eval"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    def summary(self) -> dict[str, Any]:
+        """The run's result in the ``raysearch train --json`` contract shape."""
+        last = self.history[-1] if self.history else {}
+        keys = ("epoch", "k", "alpha", "backprops", "train_acc", "clean_acc", "robust_acc", "fgsm_acc",
+                "grad_magnitude", "train_loss", "objective", "lr")
+        return {
+            "epochs": self.epoch, "batches_per_epoch": self.batches_per_epoch,
+            "backprops": self.cost.backprops, "forwards": self.cost.forwards,
+            "train_seconds": self.cost.train_seconds, "eval_seconds": self.cost.eval_seconds,
+            "reference_backprops": self.reference_backprops,
+            "clean_acc": last.get("clean_acc", 0.0), "robust_acc": last.get("robust_acc", 0.0),
+            "fgsm_acc": last.get("fgsm_acc", 0.0), "best_robust_acc": max(self.best_robust_acc, 0.0),
+            "objective": last.get("objective", math.nan), "status": self.status,
+            "history": [{k: rec[k] for k in keys if k in rec} for rec in self.history],
+        }

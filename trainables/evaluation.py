@@ -1,0 +1,127 @@
+"""In-loop evaluation (SPEC §6): clean, PGD-k and FGSM accuracy on a fixed validation subset,
+the catastrophic-overfitting rule, and Amata's PMP criterion C as an optional diagnostic.
+
+The model is put in eval mode explicitly for every attack here (batch-norm running stats).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.attacks import input_gradient, pgd_attack, pgd_step, random_init
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    clean_acc: float
+    robust_acc: float
+    fgsm_acc: float
+
+
+def fgsm_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """FGSM (Goodfellow et al.): one step of size ε from δ = 0."""
+    grad, _, _ = input_gradient(model, x, torch.zeros_like(x), y, F.cross_entropy)
+    return pgd_step(torch.zeros_like(x), grad, epsilon, x, epsilon)
+
+
+def evaluate_accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilon: float,
+    steps: int,
+    alpha: float,
+    restarts: int = 1,
+    fgsm: bool = True,
+    batch_size: int = 500,
+    autocast: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> Accuracy:
+    """Clean, PGD-``steps`` (``restarts``) and FGSM accuracy of ``model`` on (x, y)."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros(3, device=x.device)
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        with autocast() if autocast else torch.autocast("cpu", enabled=False):
+            delta = pgd_attack(model, xb, yb, epsilon, alpha, steps, restarts)
+            fgsm_delta = fgsm_attack(model, xb, yb, epsilon) if fgsm else torch.zeros_like(xb)
+            with torch.no_grad():
+                for i, d in enumerate((torch.zeros_like(xb), delta, fgsm_delta)):
+                    correct[i] += (model(xb + d).argmax(1) == yb).sum()
+    model.train(was_training)
+    clean, robust, fgsm_correct = (correct / len(x)).tolist()
+    return Accuracy(clean, robust, fgsm_correct if fgsm else math.nan)
+
+
+class COMonitor:
+    """Catastrophic overfitting (Wong et al.'s rule as a stopper): flagged when PGD accuracy
+    falls by more than ``drop`` below its best while FGSM accuracy does not."""
+
+    def __init__(self, drop: float) -> None:
+        self.drop = drop
+        self.best_robust = 0.0
+        self.best_fgsm = 0.0
+
+    def update(self, robust_acc: float, fgsm_acc: float) -> bool:
+        robust_fell = self.best_robust - robust_acc > self.drop
+        fgsm_fell = not math.isnan(fgsm_acc) and self.best_fgsm - fgsm_acc > self.drop
+        self.best_robust = max(self.best_robust, robust_acc)
+        if not math.isnan(fgsm_acc):
+            self.best_fgsm = max(self.best_fgsm, fgsm_acc)
+        return robust_fell and not fgsm_fell
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_robust": self.best_robust, "best_fgsm": self.best_fgsm}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_robust, self.best_fgsm = float(state["best_robust"]), float(state["best_fgsm"])
+
+
+def _weight_grad_sq_norm(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    total = sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None)
+    model.zero_grad(set_to_none=True)
+    return total
+
+
+def _pgd_from_random(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float,
+                     alpha: float, k: int) -> torch.Tensor:
+    delta = random_init(x, epsilon)
+    for _ in range(k):
+        grad, _, _ = input_gradient(model, x, delta, y, F.cross_entropy)
+        delta = pgd_step(delta, grad, alpha, x, epsilon)
+    return delta
+
+
+def pmp_criterion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, k_t: int,
+                  alpha_t: float, gamma: float = 0.04, grid_k: tuple[int, ...] = (1, 2, 4, 8, 16),
+                  tau: float | None = None) -> float:
+    """Amata eq. 14 on one batch:
+
+    C ≈ max_{α,K} {‖∇θ ℓ(A_{K,α}(x))‖² − γK} − (‖∇θ ℓ(A_{K_t,α_t}(x))‖² − γK_t),
+
+    the maximum taken over a small grid of K with α = τ/K (τ = α_t·K_t by default). C ≥ 0
+    up to sampling noise; smaller means the current (K_t, α_t) is closer to PMP-optimal.
+    Costs Σ grid K + K_t + |grid| + 1 backprops, not counted as training cost.
+    """
+    was_training = model.training
+    model.eval()
+    tau = tau if tau is not None else alpha_t * max(k_t, 1)
+
+    def hamiltonian(k: int, alpha: float) -> float:
+        delta = _pgd_from_random(model, x, y, epsilon, alpha, k) if k > 0 else torch.zeros_like(x)
+        return _weight_grad_sq_norm(model, x + delta, y) - gamma * k
+
+    current = hamiltonian(k_t, alpha_t)
+    best = max([current] + [hamiltonian(k, tau / k) for k in grid_k])
+    model.train(was_training)
+    return best - current

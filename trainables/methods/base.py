@@ -1,0 +1,171 @@
+"""The interface every inner-maximization method implements: own one minibatch update.
+
+A method receives a batch and the epoch's :class:`Plan` (K adversarial backprops per batch
+and, when the schedule sets it, the step size α) and performs the *whole* update: the
+attack and the weight step(s). Free updates the weights inside its replay loop, so
+"return x_adv" would not be general enough. Every method costs K + 1 backprops per batch
+(SPEC §2) and reports its counts, so cost accounting never guesses.
+
+Statistics stay on the device (no ``.item()`` in the batch loop); the engine reads them
+once per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from trainables.data import Batch
+from trainables.methods.losses import OuterLoss
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the schedule decided for an epoch: K attack backprops per batch and α (None: the
+    method's default step size)."""
+
+    k: int
+    alpha: float | None = None
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Everything a method needs to update one minibatch."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    epsilon: float
+    loss: OuterLoss
+    autocast: Callable[[], AbstractContextManager[Any]]
+    attack_bn: str  # "train" or "eval": batch-norm mode during attack steps
+
+
+@dataclass
+class BatchStats:
+    """What one minibatch update reports. Tensors are 0-d and stay on the device."""
+
+    loss: torch.Tensor  # mean training loss
+    correct: torch.Tensor  # number of training examples classified correctly
+    count: int
+    grad_l1: torch.Tensor  # ‖∇x ℓ(x + δ)‖₁ at the last attack step (M+'s l_X term); 0 if K = 0
+    alpha: float | torch.Tensor  # step size used (device mean for per-example step sizes)
+    forwards: int
+    backprops: int
+
+
+class Method(Protocol):
+    """One inner-maximization method (PGD, FGSM-RS, Free, ATTA, ATAS)."""
+
+    def train_batch(self, batch: Batch, plan: Plan, ctx: StepContext) -> BatchStats: ...
+
+    def start_epoch(self, epoch: int) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class StatelessMethod:
+    """Base for methods without state across batches."""
+
+    def start_epoch(self, epoch: int) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+def default_alpha(method: str, k: int, epsilon: float) -> float:
+    """Step size when neither the schedule nor the config sets one.
+
+    Free replays with α = ε (Shafahi et al.); single-step methods use 1.25ε (Wong et al.);
+    multi-step PGD keeps α·K = 2.5ε (Madry et al.; 2/255 for PGD-10 at ε = 8/255).
+    """
+    if method == "free":
+        return epsilon
+    return min(2.5 * epsilon / max(k, 1), 1.25 * epsilon)
+
+
+class bn_mode:
+    """Context manager: put the model in train or eval mode for an attack, restore train after."""
+
+    def __init__(self, model: nn.Module, mode: str) -> None:
+        self.model, self.mode = model, mode
+
+    def __enter__(self) -> None:
+        self.model.train(self.mode == "train")
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(True)
+
+
+def attack_steps(
+    ctx: StepContext,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    delta: torch.Tensor,
+    k: int,
+    alpha: float | torch.Tensor,
+    clean_probs: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K attack steps δ ← Π(δ + α·sign(∇δ ℓ)) with input gradients only.
+
+    Returns (δ, ‖∇x ℓ‖₁ at the last step). The gradient is that of the batch-mean attack loss,
+    as in the DEAT reference code.
+    """
+    from trainables.attacks import pgd_step
+
+    grad_l1 = torch.zeros((), device=x.device)
+    with bn_mode(ctx.model, ctx.attack_bn):
+        for _ in range(k):
+            grad = attack_gradient(ctx, x, y, delta, clean_probs)
+            delta = pgd_step(delta, grad, alpha, x, ctx.epsilon)
+            grad_l1 = grad.abs().sum()
+    return delta.detach(), grad_l1
+
+
+def attack_gradient(
+    ctx: StepContext,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    delta: torch.Tensor,
+    clean_probs: torch.Tensor | None,
+) -> torch.Tensor:
+    """One forward + input-only backward of the outer loss's attack objective."""
+    delta = delta.detach().requires_grad_(True)
+    with ctx.autocast():
+        logits = ctx.model(x + delta)
+        loss = ctx.loss.attack_loss(logits.float(), y, clean_probs)
+    (grad,) = torch.autograd.grad(loss, delta)
+    return grad
+
+
+def weight_update(
+    ctx: StepContext, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One training step on x_adv: returns (loss, correct count, forwards used); 1 backprop."""
+    ctx.model.train(True)
+    with ctx.autocast():
+        loss, logits, forwards = ctx.loss.train_loss(ctx.model, x, x_adv, y)
+    ctx.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    ctx.optimizer.step()
+    correct = (logits.detach().argmax(1) == y).sum()
+    return loss.detach().float(), correct, forwards
+
+
+def clean_probabilities(ctx: StepContext, x: torch.Tensor) -> tuple[torch.Tensor | None, int]:
+    """Clean softmax targets for losses whose attack needs them (TRADES); (None, 0) otherwise."""
+    if not ctx.loss.needs_clean_probs:
+        return None, 0
+    with torch.no_grad(), bn_mode(ctx.model, ctx.attack_bn), ctx.autocast():
+        probs = torch.softmax(ctx.model(x).float(), dim=1)
+    return probs, 1

@@ -1,0 +1,41 @@
+"""The naive DEAT criteria (Wang et al., DEAT §3.1): K starts at 0 (natural training) and
+
+- ``deat_every`` (DEAT-d): grows by one every d epochs, K_t = ⌊t / d⌋; over T = 10 epochs with
+  d = 3 this costs ⌈T(T+d)/2d⌉ = 22 M backprops (DEAT Table 2);
+- ``deat_acc`` (DEAT-acc): grows by one after an epoch whose training accuracy exceeds
+  ``threshold`` (DEAT-40% by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainables.methods import Plan
+from trainables.schedules.base import EpochStats, Schedule
+
+
+class DeatEvery(Schedule):
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def plan(self, epoch: int) -> Plan:
+        return Plan(epoch // self.every)
+
+
+class DeatAcc(Schedule):
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.k = 0
+
+    def plan(self, epoch: int) -> Plan:
+        return Plan(self.k)
+
+    def observe(self, epoch: int, stats: EpochStats) -> None:
+        if stats.train_acc > self.threshold:
+            self.k += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"k": self.k}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.k = int(state["k"])
