@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.attacks import input_gradient, pgd_attack, pgd_step, random_init
+from trainables.attacks import input_gradient, pgd_attack, pgd_step
 
 
 @dataclass(frozen=True)
@@ -93,15 +93,6 @@ def _weight_grad_sq_norm(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     return total
 
 
-def _pgd_from_random(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float,
-                     alpha: float, k: int) -> torch.Tensor:
-    delta = random_init(x, epsilon)
-    for _ in range(k):
-        grad, _, _ = input_gradient(model, x, delta, y, F.cross_entropy)
-        delta = pgd_step(delta, grad, alpha, x, epsilon)
-    return delta
-
-
 def pmp_criterion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, k_t: int,
                   alpha_t: float, gamma: float = 0.04, grid_k: tuple[int, ...] = (1, 2, 4, 8, 16),
                   tau: float | None = None) -> float:
@@ -118,7 +109,7 @@ def pmp_criterion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: f
     tau = tau if tau is not None else alpha_t * max(k_t, 1)
 
     def hamiltonian(k: int, alpha: float) -> float:
-        delta = _pgd_from_random(model, x, y, epsilon, alpha, k) if k > 0 else torch.zeros_like(x)
+        delta = pgd_attack(model, x, y, epsilon, alpha, k) if k > 0 else torch.zeros_like(x)
         return _weight_grad_sq_norm(model, x + delta, y) - gamma * k
 
     current = hamiltonian(k_t, alpha_t)
