@@ -104,27 +104,40 @@ class AttaConfig:
 class AtasConfig:
     """ATAS Algorithm 1: alpha_i = gamma / (c + sqrt(v_i)), clipped to [min_step, max_step].
 
-    ``gamma`` is the paper's gamma; the default gives the paper's gamma / c = 16/255 at c = 0.01.
-    ``reference_batch`` is the batch size at which c means what it means in the paper (128).
+    ``gamma`` is the paper's γ. Unset step-size keys scale with epsilon so that they equal the
+    paper's values at ε = 8/255 and mean the same at any ε: γ = 2ε·c (γ/c = 16/255),
+    min_step = ε/2 (4/255), max_step = 1.75ε (14/255). ``reference_batch`` is the batch size
+    at which c means what it means in the paper (128).
     """
 
-    gamma: float = 16 / 255 * 0.01
+    gamma: float | None = None
     c: float = 0.01
     beta: float = 0.5
-    min_step: float = 4 / 255
-    max_step: float = 14 / 255
+    min_step: float | None = None
+    max_step: float | None = None
     reset_every: int = 0
     store_size: int = 0  # 0: store delta at full resolution; 32: the paper's ImageNet variant
     reference_batch: int = 128
 
     def __post_init__(self) -> None:
-        _check(self.gamma > 0, "atas.gamma", self.gamma, "must be > 0")
+        _check(self.gamma is None or self.gamma > 0, "atas.gamma", self.gamma, "must be > 0")
         _check(self.c > 0, "atas.c", self.c, "must be > 0")
         _check(0 <= self.beta < 1, "atas.beta", self.beta, "must be in [0, 1)")
-        _check(0 < self.min_step <= self.max_step, "atas.max_step", self.max_step, f"must be >= atas.min_step ({self.min_step}) > 0")
+        _check(self.min_step is None or self.min_step > 0, "atas.min_step", self.min_step, "must be > 0")
+        _check(self.min_step is None or self.max_step is None or self.min_step <= self.max_step,
+               "atas.max_step", self.max_step, f"must be >= atas.min_step ({self.min_step})")
         _check(self.reset_every >= 0, "atas.reset_every", self.reset_every, "must be >= 0 (0: never)")
         _check(self.store_size >= 0, "atas.store_size", self.store_size, "must be >= 0 (0: full size)")
         _check(self.reference_batch >= 1, "atas.reference_batch", self.reference_batch, "must be >= 1")
+
+    def resolved(self, epsilon: float) -> tuple[float, float, float]:
+        """(γ, min_step, max_step) with unset values derived from ε (the paper's at 8/255)."""
+        gamma = self.gamma if self.gamma is not None else 2 * epsilon * self.c
+        min_step = self.min_step if self.min_step is not None else epsilon / 2
+        max_step = self.max_step if self.max_step is not None else 1.75 * epsilon
+        if min_step > max_step:
+            raise ConfigError("atas.max_step", max_step, f"must be >= atas.min_step ({min_step})")
+        return gamma, min_step, max_step
 
 
 @dataclass(frozen=True)

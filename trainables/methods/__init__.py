@@ -35,9 +35,8 @@ METHODS: Registry[MethodFactory] = Registry("method", {
     "atta": lambda cfg, n, shape, dev, aug: ATTA(
         _memory(cfg, n, shape, dev, aug), cfg.alpha, cfg.atta.reset_every),
     "atas": lambda cfg, n, shape, dev, aug: ATAS(
-        _memory(cfg, n, shape, dev, aug, cfg.atas.store_size), n, cfg.atas.gamma, cfg.atas.c,
-        cfg.atas.beta, cfg.atas.min_step, cfg.atas.max_step, cfg.atas.reset_every,
-        cfg.atas.reference_batch),
+        _memory(cfg, n, shape, dev, aug, cfg.atas.store_size), n, cfg.atas.c, cfg.atas.beta,
+        *cfg.atas.resolved(cfg.epsilon), cfg.atas.reset_every, cfg.atas.reference_batch),
 })
 
 
