@@ -26,7 +26,7 @@ class Free:
 
     def _initial_delta(self, x: torch.Tensor, epsilon: float) -> torch.Tensor:
         if self.carry_delta and self.delta is not None and self.delta.shape[1:] == x.shape[1:]:
-            carried = self.delta[: len(x)]
+            carried = self.delta[: len(x)].to(x.device)  # a checkpoint may come back on the CPU
             if len(carried) == len(x):
                 return torch.clamp(carried, -x, 1 - x)
         return random_init(x, epsilon) if self.init == "uniform" else torch.zeros_like(x)
