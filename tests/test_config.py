@@ -71,7 +71,10 @@ def test_defaults() -> None:
     assert cfg == TrainConfig()
     assert cfg.epsilon == 8 / 255 and cfg.method == "pgd" and cfg.constant_k == 10
     assert cfg.trades.beta == 6.0 and cfg.mart.beta == 5.0
-    assert cfg.atas.gamma / cfg.atas.c == pytest.approx(16 / 255)
+    gamma, min_step, max_step = cfg.atas.resolved(cfg.epsilon)  # the paper's values at 8/255
+    assert gamma / cfg.atas.c == pytest.approx(16 / 255)
+    assert (min_step, max_step) == pytest.approx((4 / 255, 14 / 255))
+    assert parse_config({"epsilon": 0.1}).atas.resolved(0.1) == pytest.approx((0.002, 0.05, 0.175))
     assert parse_config({"method": "free"}).constant_k == 3
     assert parse_config({"method": "fgsm_rs"}).constant_k == 1
     assert parse_config({"method": "atas", "k": 2}).constant_k == 2
