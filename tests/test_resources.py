@@ -1,0 +1,49 @@
+"""Per-trial resource requests against the machine's or cluster's resources."""
+
+from __future__ import annotations
+
+import pytest
+
+from raysearch.resources import concurrent_slots, local_resources, trial_resources
+from trainables.registry import ConfigError
+
+CPU_ONLY = {"CPU": 8.0, "GPU": 0.0}
+TWO_GPUS = {"CPU": 16.0, "GPU": 2.0}
+
+
+def test_cpu_only_machine_drops_gpu_requests() -> None:
+    assert trial_resources(1, None, CPU_ONLY) == {"cpu": 1.0}
+    assert trial_resources(2, 0.5, CPU_ONLY) == {"cpu": 2.0}
+    assert trial_resources(1, 4, CPU_ONLY) == {"cpu": 1.0}
+
+
+def test_gpu_requests() -> None:
+    assert trial_resources(1, None, TWO_GPUS) == {"cpu": 1.0, "gpu": 1.0}
+    assert trial_resources(1, 0.25, TWO_GPUS) == {"cpu": 1.0, "gpu": 0.25}
+    assert trial_resources(4, 2, TWO_GPUS) == {"cpu": 4.0, "gpu": 2.0}
+    assert trial_resources(1, 0, TWO_GPUS) == {"cpu": 1.0}
+
+
+@pytest.mark.parametrize(("cpus", "gpus", "key", "match"), [
+    (1, 1.5, "gpus_per_trial", "whole number"),
+    (1, 3, "gpus_per_trial", "more GPUs per trial than the cluster has"),
+    (1, -1, "gpus_per_trial", ">= 0"),
+    (32, 1, "cpus_per_trial", "more CPUs"),
+    (0, 1, "cpus_per_trial", "> 0"),
+])
+def test_bad_requests(cpus: float, gpus: float, key: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        trial_resources(cpus, gpus, TWO_GPUS)
+    assert info.value.key == key
+
+
+def test_concurrent_slots() -> None:
+    assert concurrent_slots({"cpu": 1.0}, CPU_ONLY) == 8
+    assert concurrent_slots({"cpu": 1.0}, CPU_ONLY, max_concurrent=3) == 3
+    assert concurrent_slots({"cpu": 1.0, "gpu": 0.25}, TWO_GPUS) == 8
+    assert concurrent_slots({"cpu": 4.0, "gpu": 2.0}, TWO_GPUS) == 1
+
+
+def test_local_resources_without_ray() -> None:
+    found = local_resources()
+    assert found["CPU"] >= 1 and found["GPU"] >= 0
