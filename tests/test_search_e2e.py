@@ -49,7 +49,7 @@ def test_every_trial_reported_the_contract_metrics(run) -> None:
         assert trial["status"] in ("completed", "pruned", "diverged", "catastrophic_overfitting")
         assert os.path.isdir(trial["path"])
     assert run.best_config is not None and run.best_metrics["status"] == "completed"
-    assert run.wall_seconds > 0 and run.trial_seconds_sum > 0 and 0 <= run.search_overhead < 1
+    assert run.wall_seconds > 0 and run.trial_seconds_sum > 0 and 0 < run.search_overhead <= 1
 
 
 def test_asha_stopped_trials_are_pruned_in_the_study(run) -> None:
