@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["search"]
+__all__ = ["search", "train"]
 
 
 def search(*args: Any, **kwargs: Any) -> Any:
@@ -17,3 +17,10 @@ def search(*args: Any, **kwargs: Any) -> Any:
     from raysearch.search import search as _search
 
     return _search(*args, **kwargs)
+
+
+def train(*args: Any, **kwargs: Any) -> Any:
+    """Run one adversarial training; see :func:`raysearch.train.train`."""
+    from raysearch.train import train as _train
+
+    return _train(*args, **kwargs)
