@@ -1,26 +1,20 @@
 """raysearch: search efficient adversarial-training recipes with Ray Tune, Optuna and ASHA.
 
-Every command is a function returning a result object (``raysearch.search(...)``). Nothing
-heavy is imported here: Ray, Optuna and torch load when a function is first called.
+Every command is a function returning a result object: :func:`train`, :func:`search`,
+:func:`report`, :func:`evaluate`. Importing the package is cheap: the command modules import
+torch, Ray and Optuna inside their functions.
+
+The functions are imported eagerly on purpose: a lazy wrapper named like its submodule is
+replaced by the module object as soon as the submodule is imported.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 __version__ = "0.1.0"
-__all__ = ["search", "train"]
 
+from raysearch.evaluate import evaluate  # noqa: E402
+from raysearch.report import report  # noqa: E402
+from raysearch.search import search  # noqa: E402
+from raysearch.train import train  # noqa: E402
 
-def search(*args: Any, **kwargs: Any) -> Any:
-    """Run a search; see :func:`raysearch.search.search`."""
-    from raysearch.search import search as _search
-
-    return _search(*args, **kwargs)
-
-
-def train(*args: Any, **kwargs: Any) -> Any:
-    """Run one adversarial training; see :func:`raysearch.train.train`."""
-    from raysearch.train import train as _train
-
-    return _train(*args, **kwargs)
+__all__ = ["__version__", "evaluate", "report", "search", "train"]

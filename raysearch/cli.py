@@ -40,6 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name (default <experiment>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     p.add_argument("--time-attr", choices=["backprops", "epoch"], help="ASHA's time axis")
+
+    p = commands.add_parser("report", help="write report.md, pareto.png, schedules.png, trials.csv and best.yaml")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a search (runs/<name>)")
+
+    p = commands.add_parser("evaluate", help="attack the best trials (or one checkpoint) on the test split")
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT",
+                   help="run directory, best.pt/state.pt file, or a folder holding one")
+    p.add_argument("--top", type=int, default=3, help="trials of a run directory to evaluate, best first (default 3)")
+    p.add_argument("--attacks", default="pgd50x10,cw20,autoattack",
+                   help="comma-separated: pgdSTEPS[xRESTARTS], cwSTEPS[xRESTARTS], autoattack")
+    p.add_argument("--examples", type=int, default=None, metavar="N", help="first N test examples only")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: a GPU when there is one)")
     return parser
 
 
@@ -62,6 +74,16 @@ def _run(args: argparse.Namespace) -> int:
         search(args.experiment, args.overrides, samples=args.samples, gpus_per_trial=args.gpus_per_trial,
                cpus_per_trial=args.cpus_per_trial, address=args.address, storage=args.storage,
                name=args.name, resume=args.resume, time_attr=args.time_attr)
+        return 0
+    if args.command == "report":
+        from raysearch.report import report
+
+        report(args.run_dir)
+        return 0
+    if args.command == "evaluate":
+        from raysearch.evaluate import evaluate
+
+        evaluate(args.target, top=args.top, attacks=args.attacks, examples=args.examples, device=args.device)
         return 0
     raise AssertionError(args.command)
 

@@ -339,6 +339,8 @@ def _build_tuner(experiment: Experiment, *, run_dir: str, storage: str, name: st
     param_space = {
         **experiment.train,
         "data_root": _abs_data_root(cfg.data_root),
+        # CPU results depend on the thread count: record it so best.yaml re-runs exactly.
+        "threads": cfg.threads or max(1, int(s.cpus_per_trial)),
         "search.cpus_per_trial": s.cpus_per_trial,
         "search.gpus_per_trial": request.get("gpu", 0.0),
     }

@@ -19,14 +19,6 @@ from trainables.attacks import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _images(n: int = 64, shape: tuple[int, ...] = (3, 8, 8), seed: int = 0) -> torch.Tensor:
     """Random images with some pixels exactly 0 and exactly 1."""
     g = torch.Generator().manual_seed(seed)

@@ -14,15 +14,6 @@ from trainables.cost import Cost, Stopwatch, table2_backprops
 from trainables.engine import Run
 from trainables.schedules import build_schedule
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # DEAT Table 2: backprops in ten epochs, as multiples of M (batches per epoch).
 TABLE2 = {
     "FGSM-RS": ({"method": "fgsm_rs"}, 20),

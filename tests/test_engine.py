@@ -22,15 +22,6 @@ from trainables.evaluation import COMonitor, evaluate_accuracy, pmp_criterion
 from trainables.methods import BatchStats
 from trainables.objective import DIVERGED_OBJECTIVE, reference_backprops, tradeoff_objective
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = {"dataset": "digits", "model": "small_cnn", "batch_size": 16, "max_batches": 3,
         "eval.examples": 32, "eval.steps": 2, "epsilon": 0.1, "co.enabled": False}
 

@@ -36,14 +36,6 @@ EPS = 0.1
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _f32(value: float) -> torch.Tensor:
     return torch.tensor(value, dtype=torch.float32)
 

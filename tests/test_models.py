@@ -67,15 +67,6 @@ def test_misspelt_model_suggests_the_closest_name(name: str, suggestion: str) ->
     assert str(info.value).startswith(f"model={name!r}: unknown model; choose one of preact_resnet18, small_cnn")
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: two threads on a busy 2-core box run ten times slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_small_cnn_learns_digits(one_thread) -> None:
     """The embedded default must be worth searching on: >90% clean accuracy in 10 SGD epochs."""
     torch.manual_seed(0)

@@ -221,6 +221,7 @@ class TrainConfig:
     max_batches: int = 0  # 0: whole epoch; >0: cap batches per epoch (benchmarks)
     synthetic_size: int = 2048
     device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0: torch's default. CPU results depend on it.
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # None: on for CUDA convnets
     compile: bool = False
@@ -256,6 +257,7 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         _choice("lr_schedule", self.lr_schedule, ("constant", "cosine", "cyclic", "multistep"))
         _check(self.max_batches >= 0, "max_batches", self.max_batches, "must be >= 0 (0: whole epoch)")
+        _check(self.threads >= 0, "threads", self.threads, "must be >= 0 (0: torch's default)")
         _check(self.synthetic_size >= 1, "synthetic_size", self.synthetic_size, "must be >= 1")
         _choice("precision", self.precision, ("auto", "fp32", "bf16"))
         _choice("objective", self.objective, ("tradeoff", "pareto"))

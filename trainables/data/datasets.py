@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

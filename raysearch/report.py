@@ -1,0 +1,537 @@
+"""``raysearch report``: results people can act on, written into the run directory (SPEC §9).
+
+From a finished (or interrupted) run directory, read without Ray (:mod:`raysearch.results`):
+
+- ``trials.csv``: one row per trial (recipe, every parameter it set, status, accuracy, cost,
+  objective, warm-start label, whether it is on the Pareto front);
+- ``pareto.png``: robust accuracy against training backprops for every trial, the Pareto front
+  (maximize robust accuracy, minimize backprops; completed trials) as a staircase, the paper
+  defaults and the PGD-10 budget (11·M·epochs backprops) marked;
+- ``schedules.png``: K(t) (and α(t) where it moves) of the best trials and the paper defaults;
+- ``best.yaml``: the best recipe as an experiment file that ``raysearch train best.yaml`` re-runs;
+- ``report.md``: the headline (best recipe against PGD-10 and each paper default), the Pareto
+  table, every trial, the plots, and ``evaluation.md`` when ``raysearch evaluate`` wrote one.
+
+A compact table is printed to the terminal as well.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raysearch.results import RunInfo, best_trial, describe, load_run, ranked
+
+TRIALS_CSV, PARETO_PNG, SCHEDULES_PNG = "trials.csv", "pareto.png", "schedules.png"
+REPORT_MD, BEST_YAML, EVALUATION_MD = "report.md", "best.yaml", "evaluation.md"
+FIGSIZE, DPI = (8.0, 5.0), 120
+STATUS_STYLE = {  # status -> (color, marker, label)
+    "completed": ("tab:blue", "o", "completed"),
+    "pruned": ("tab:gray", "x", "pruned (stopped early by ASHA)"),
+    "catastrophic_overfitting": ("tab:orange", "D", "catastrophic overfitting"),
+    "diverged": ("tab:red", "v", "diverged"),
+    "failed": ("black", "X", "failed"),
+    "running": ("tab:purple", ".", "unfinished"),
+}
+# trial-config keys that are columns of their own or belong to the experiment, not the recipe
+_NOT_PARAMS = frozenset({"method", "loss", "schedule", "data_root", "device", "download"})
+
+
+@dataclass
+class ReportResult:
+    """What :func:`report` wrote and found: file paths, the best trial, the Pareto trial ids,
+    the headline comparisons and any status that disagrees with the Optuna study."""
+
+    run_dir: Path
+    files: dict[str, Path]
+    best: dict[str, Any] | None
+    pareto: list[str]
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    text: str = ""
+
+
+# ---------------------------------------------------------------------------- pure helpers
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For (robust_acc, backprops) points: True where no other point is at least as good in both
+    (higher or equal accuracy, fewer or equal backprops) and better in one. Duplicates do not
+    dominate each other, so both stay on the front; a point with a NaN is never on it."""
+    from raysearch.objective import pareto_front as front_indices
+
+    finite = [i for i, (acc, cost) in enumerate(points) if math.isfinite(acc) and math.isfinite(cost)]
+    front = front_indices([{"robust_acc": points[i][0], "backprops": points[i][1]} for i in finite])
+    on = {finite[j] for j in front}
+    return [i in on for i in range(len(points))]
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def _metric(trial: dict[str, Any], key: str) -> float:
+    return _number(trial["metrics"].get(key))
+
+
+def _pct(value: float) -> str:
+    return "–" if math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def _fmt(value: Any, spec: str) -> str:
+    number = _number(value)
+    return "" if math.isnan(number) else format(number, spec)
+
+
+def _ratio(value: float, reference: float | None) -> float:
+    return value / reference if reference and not math.isnan(value) else math.nan
+
+
+def _pareto_flags(trials: list[dict[str, Any]]) -> list[bool]:
+    """Pareto membership among completed trials (a stopped trial's point is a partial budget)."""
+    points = [(_metric(t, "robust_acc"), _metric(t, "backprops")) if t["status"] == "completed"
+              else (math.nan, math.nan) for t in trials]
+    return pareto_front(points)
+
+
+def _param_columns(run: RunInfo) -> list[str]:
+    """Config keys the search set (not in the experiment) or that differ between trials."""
+    keys: set[str] = set()
+    for trial in run.trials:
+        keys.update(trial["config"])
+    columns = []
+    for key in keys - _NOT_PARAMS:
+        values = {repr(t["config"].get(key)) for t in run.trials}
+        if key not in run.experiment or len(values) > 1:
+            columns.append(key)
+    first = {"k": 0, "alpha": 1}
+    return sorted(columns, key=lambda k: (first.get(k, 2), "." in k, k))
+
+
+def _resolved(config: dict[str, Any], key: str, default: str = "") -> str:
+    from trainables.config import parse_config
+
+    try:
+        return str(getattr(parse_config(config), key))
+    except Exception:
+        return str(config.get(key, default))
+
+
+def trial_rows(run: RunInfo) -> list[dict[str, Any]]:
+    """The rows of ``trials.csv``, best first (completed by objective, then the rest)."""
+    flags = dict(zip((t["trial_id"] for t in run.trials), _pareto_flags(run.trials), strict=True))
+    order = ranked(run.trials)
+    order += [t for t in run.trials if t not in order]
+    params = _param_columns(run)
+    rows = []
+    for trial in order:
+        m, cfg = trial["metrics"], trial["config"]
+        row: dict[str, Any] = {"trial_id": trial["trial_id"], "recipe": describe(cfg)}
+        for key in ("method", "loss", "schedule"):
+            row[key] = _resolved(cfg, key)
+        row.update({key: cfg.get(key, "") for key in params})
+        backprops = _metric(trial, "backprops")
+        row.update({
+            "status": trial["status"], "optuna_state": trial["optuna_state"] or "",
+            "epochs": m.get("epoch", ""), "clean_acc": m.get("clean_acc", ""), "robust_acc": m.get("robust_acc", ""),
+            "fgsm_acc": m.get("fgsm_acc", ""), "best_robust_acc": m.get("best_robust_acc", ""),
+            "backprops": m.get("backprops", ""),
+            "backprops_vs_pgd10": "" if math.isnan(_ratio(backprops, run.reference_backprops))
+            else round(_ratio(backprops, run.reference_backprops), 4),
+            "train_seconds": m.get("train_seconds", ""), "objective": m.get("objective", ""),
+            "warm_start": trial["warm_start"] or "", "on_pareto": flags[trial["trial_id"]],
+        })
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# ---------------------------------------------------------------------------- best.yaml
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys to nested mappings, top-level keys first, in TrainConfig's field order."""
+    from trainables.config import config_keys
+
+    order = {key: i for i, key in enumerate(config_keys())}
+    nested: dict[str, Any] = {}
+    for key in sorted(flat, key=lambda k: ("." in k, order.get(k, len(order)), k)):
+        section, _, name = key.partition(".")
+        if name:
+            nested.setdefault(section, {})[name] = flat[key]
+        else:
+            nested[key] = flat[key]
+    return nested
+
+
+def best_experiment(run: RunInfo, trial: dict[str, Any]) -> dict[str, Any]:
+    """The trial's training config as an experiment (nested, search keys stripped, named
+    ``<run>-best``) that ``raysearch train`` re-runs with the same seed."""
+    from search_spaces import strip_search_keys
+
+    return {"name": f"{run.name}-best", **_nest(strip_search_keys(trial["config"]))}
+
+
+def _best_yaml(run: RunInfo, trial: dict[str, Any]) -> str:
+    m = trial["metrics"]
+    ratio = _ratio(_metric(trial, "backprops"), run.reference_backprops)
+    lines = [
+        f"# Best recipe of run {run.name}: trial {trial['trial_id']} ({trial['status']}), {describe(trial['config'])}",
+        f"# validation after {m.get('epoch')} epochs: robust acc {_pct(_metric(trial, 'robust_acc'))}, "
+        f"clean acc {_pct(_metric(trial, 'clean_acc'))}, {m.get('backprops')} backprops"
+        + ("" if math.isnan(ratio) else f" ({ratio:.2f}x PGD-10)") + f", objective {_metric(trial, 'objective'):.4f}",
+        f"# Re-run: raysearch train best.yaml   (written by raysearch {run.version or 'unknown'})",
+    ]
+    body = yaml.safe_dump(best_experiment(run, trial), sort_keys=False, allow_unicode=True)
+    return "\n".join(lines) + "\n" + body
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def _eval_label(run: RunInfo) -> str:
+    from trainables.config import parse_config
+
+    try:
+        steps = parse_config(run.trials[0]["config"]).eval.steps
+    except Exception:
+        steps = 10
+    return f"robust accuracy (PGD-{steps}, validation split)"
+
+
+def _title(run: RunInfo, what: str) -> str:
+    e = run.experiment
+    eps = run.epsilon
+    eps_text = f"{eps * 255:.0f}/255" if abs(eps * 255 - round(eps * 255)) < 1e-6 and eps < 0.2 else f"{eps:g}"
+    return f"{run.name}: {what}\n{e.get('dataset', '?')}, {e.get('model', '?')}, ε = {eps_text}, {run.epochs} epochs"
+
+
+def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
+    """Robust accuracy vs backprops of every trial, the front, the defaults and the PGD-10 budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    points = [(t, _metric(t, "backprops"), _metric(t, "robust_acc")) for t in run.trials]
+    points = [(t, x, y) for t, x, y in points if x > 0 and not math.isnan(y)]
+    for status, (color, marker, label) in STATUS_STYLE.items():
+        group = [(x, y) for t, x, y in points if t["status"] == status]
+        if group:
+            xs, ys = zip(*group, strict=True)
+            ax.scatter(xs, ys, c=color, marker=marker, s=36, alpha=0.85, label=f"{label} ({len(group)})", zorder=3)
+    on_front = {t["trial_id"] for t, on in zip(run.trials, flags, strict=True) if on}
+    front = sorted((x, y) for t, x, y in points if t["trial_id"] in on_front)
+    xs_all = [x for _, x, _ in points] + ([run.reference_backprops] if run.reference_backprops else [])
+    if front:
+        fx, fy = zip(*front, strict=True)
+        right = max(xs_all) * 1.05
+        ax.step([*fx, right], [*fy, fy[-1]], where="post", color="tab:green", lw=1.8, zorder=2,
+                label="Pareto front (completed trials)")
+        ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="tab:green", lw=1.5, zorder=4)
+    if run.reference_backprops:
+        ax.axvline(run.reference_backprops, color="dimgray", ls="--", lw=1.2, zorder=1,
+                   label=f"PGD-10 budget: 11·M·epochs = {run.reference_backprops:,} backprops")
+    from matplotlib.ticker import FuncFormatter, LogLocator, PercentFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+    log = bool(xs_all) and max(xs_all) / max(min(xs_all), 1) > 10
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.xaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.autoscale_view()
+
+    def offset(x: float, y: float, i: int) -> tuple[float, float, str]:
+        """Label offset (points) that points into the axes, away from the nearest edges."""
+        xa, ya = ax.transAxes.inverted().transform(ax.transData.transform((x, y)))
+        dx = 12 if xa < 0.65 else -12
+        dy = (14 + 10 * (i % 2)) * (1 if ya < 0.75 else -1)
+        return dx, dy, "left" if dx > 0 else "right"
+
+    labelled = [t for t, _, _ in points if t["warm_start"]]
+    for i, trial in enumerate(labelled):
+        x, y = _metric(trial, "backprops"), _metric(trial, "robust_acc")
+        ax.scatter([x], [y], marker="*", s=220, facecolors="gold", edgecolors="black", lw=0.8, zorder=5,
+                   label="paper default (warm start)" if i == 0 else None)
+        dx, dy, ha = offset(x, y, i)
+        ax.annotate(trial["warm_start"] + ("" if trial["status"] == "completed" else f" [{trial['status']}]"),
+                    (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, ha=ha,
+                    arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.7})
+    best = best_trial(run.trials)
+    if best is not None and not math.isnan(_metric(best, "robust_acc")):
+        ax.scatter([_metric(best, "backprops")], [_metric(best, "robust_acc")], s=340, facecolors="none",
+                   edgecolors="crimson", lw=2, zorder=6,
+                   label=f"best (lowest objective): {describe(best['config'])}, trial {best['trial_id']}")
+    if run.reference_backprops:
+        ref = run.reference_backprops
+        def to_fraction(b: Any) -> Any:
+            return b / ref
+
+        def to_backprops(r: Any) -> Any:
+            return r * ref
+
+        top = ax.secondary_xaxis("top", functions=(to_fraction, to_backprops))
+        if log:
+            top.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+        top.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        top.set_xlabel("fraction of the PGD-10 budget", fontsize=8)
+    ax.set_xlabel("training cost: backprops (cumulative backward passes)")
+    ax.set_ylabel(_eval_label(run))
+    ax.set_title(_title(run, "robustness vs. training compute"), fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
+    else:
+        ax.text(0.5, 0.5, "no trial reported a result", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def _schedule_trials(run: RunInfo, top: int = 3) -> list[tuple[dict[str, Any], int | None]]:
+    """(trial, rank or None) for the ``top`` completed trials and then the paper defaults."""
+    best = [t for t in ranked(run.trials) if t["status"] == "completed"][:top]
+    chosen: list[tuple[dict[str, Any], int | None]] = [(t, i + 1) for i, t in enumerate(best)]
+    chosen += [(t, None) for t in run.trials if t["warm_start"] and t not in best]
+    return [(t, rank) for t, rank in chosen if t["history"]]
+
+
+def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
+    """K(t) per epoch (and α(t)/ε when it varies) of the top trials and the paper defaults."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = _schedule_trials(run, top)
+    eps = run.epsilon
+    alphas = {t["trial_id"]: [_number(r.get("alpha")) / eps for r in t["history"]] for t, _ in chosen}
+    varies = any(max(a) - min(a) > 1e-3 for a in alphas.values() if a and not any(map(math.isnan, a)))
+    fig, axes = plt.subplots(2 if varies else 1, 1, figsize=FIGSIZE, dpi=DPI, sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2]} if varies else None)
+    k_ax = axes[0][0]
+    colors = plt.get_cmap("tab10")
+    for i, (trial, rank) in enumerate(chosen):
+        epochs = [r.get("epoch", j + 1) for j, r in enumerate(trial["history"])]
+        ks = [_number(r.get("k")) for r in trial["history"]]
+        label = ("" if rank is None else f"#{rank} ") + f"{trial['trial_id']}: {describe(trial['config'])}"
+        if trial["warm_start"]:
+            label += f" — {trial['warm_start']}"
+        if trial["status"] != "completed":
+            label += f" [{trial['status']}]"
+        style = {"color": colors(i % 10), "marker": "o", "ms": 4, "lw": 1.6,
+                 "ls": "--" if trial["warm_start"] else "-"}
+        k_ax.plot(epochs, ks, label=label, **style)
+        if varies:
+            axes[1][0].plot(epochs, alphas[trial["trial_id"]], **style)
+    k_ax.set_ylabel("K (attack backprops / batch)" if not varies else "K per batch")
+    k_ax.yaxis.get_major_locator().set_params(integer=True)
+    k_ax.grid(True, alpha=0.25)
+    if varies:
+        axes[1][0].set_ylabel("step size α / ε")
+        axes[1][0].grid(True, alpha=0.25)
+    axes[-1][0].set_xlabel("epoch")
+    axes[-1][0].xaxis.get_major_locator().set_params(integer=True)
+    k_ax.set_title(_title(run, f"attack schedules of the top {top} trials and the paper defaults"), fontsize=10)
+    if not chosen:
+        k_ax.text(0.5, 0.5, "no trial reported an epoch", ha="center", va="center", transform=k_ax.transAxes)
+    handles, labels = k_ax.get_legend_handles_labels()
+    rows = math.ceil(len(labels) / 2)
+    if labels:  # below the axes: the lines stay visible
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, min(0.4, 0.035 * rows + 0.01), 1, 1))
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- report.md
+
+
+def compare(best: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Robust-accuracy difference (points) and compute ratio backprops_best / backprops_other."""
+    diff = 100 * (_metric(best, "robust_acc") - _metric(other, "robust_acc"))
+    other_bp = _metric(other, "backprops")
+    ratio = _metric(best, "backprops") / other_bp if other_bp > 0 else math.nan
+    return {"against": other["warm_start"] or other["trial_id"], "trial_id": other["trial_id"],
+            "status": other["status"], "robust_points": diff, "compute_ratio": ratio}
+
+
+def _comparisons(run: RunInfo, best: dict[str, Any]) -> list[dict[str, Any]]:
+    defaults = sorted((t for t in run.trials if t["warm_start"] and t is not best and t["metrics"]),
+                      key=lambda t: (t["warm_start"] != "PGD-10", t["warm_start"]))
+    return [compare(best, t) for t in defaults]
+
+
+def _comparison_line(c: dict[str, Any]) -> str:
+    status = "" if c["status"] == "completed" else f" ({c['status']})"
+    sign = "+" if c["robust_points"] >= 0 else ""
+    return (f"vs {c['against']}{status}: robust accuracy {sign}{c['robust_points']:.1f} points "
+            f"at {c['compute_ratio']:.2f}× its backprops")
+
+
+def _md_table(rows: list[dict[str, Any]], run: RunInfo) -> str:
+    header = "| trial | recipe | status | robust acc | clean acc | backprops | × PGD-10 | objective | warm start |"
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        pareto = " ★" if r["on_pareto"] else ""
+        lines.append(f"| {r['trial_id']}{pareto} | {r['recipe']} | {r['status']} | {_pct(_number(r['robust_acc']))} | "
+                     f"{_pct(_number(r['clean_acc']))} | {r['backprops']} | {_fmt(r['backprops_vs_pgd10'], '.2f')} | "
+                     f"{_fmt(r['objective'], '.4f')} | {r['warm_start']} |")
+    return "\n".join(lines)
+
+
+def _headline(run: RunInfo, best: dict[str, Any] | None, comparisons: list[dict[str, Any]]) -> list[str]:
+    if best is None:
+        return ["No trial finished with a usable result; see the table below."]
+    m = best["metrics"]
+    ratio = _ratio(_metric(best, "backprops"), run.reference_backprops)
+    lines = [f"Best recipe: **{describe(best['config'])}** (trial {best['trial_id']}, {best['status']}"
+             + (f", the {best['warm_start']} default" if best["warm_start"] else "") + "): "
+             f"robust accuracy {_pct(_metric(best, 'robust_acc'))}, clean accuracy {_pct(_metric(best, 'clean_acc'))}, "
+             f"{m.get('backprops')} backprops" + ("" if math.isnan(ratio) else f" ({ratio:.2f}× the PGD-10 budget)")
+             + f", objective {_metric(best, 'objective'):.4f}."]
+    lines += [f"- {_comparison_line(c)}" for c in comparisons]
+    if not any(c["against"] == "PGD-10" for c in comparisons) and best["warm_start"] != "PGD-10":
+        lines.append("- PGD-10 itself was not run in this search; its budget is "
+                     f"{run.reference_backprops or 'unknown'} backprops.")
+    return lines
+
+
+def _evaluation_section(run_dir: Path) -> list[str]:
+    path = run_dir / EVALUATION_MD
+    if not path.exists():
+        return ["## Final evaluation", "",
+                f"Not run yet: `raysearch evaluate {run_dir}` attacks the best trials on the test split "
+                "(PGD-50×10, CW-20, AutoAttack) and writes evaluation.md here."]
+    body = [line for line in path.read_text().splitlines() if not line.startswith("# ")]
+    body = ["#" + line if line.startswith("## ") else line for line in body]
+    while body and not body[0].strip():
+        body.pop(0)
+    return ["## Final evaluation (test split)", "", f"From [{EVALUATION_MD}]({EVALUATION_MD}):", "", *body]
+
+
+def _markdown(run: RunInfo, rows: list[dict[str, Any]], best: dict[str, Any] | None,
+              comparisons: list[dict[str, Any]], warnings: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for trial in run.trials:
+        counts[trial["status"]] = counts.get(trial["status"], 0) + 1
+    e = run.experiment
+    lines = [f"# raysearch report: {run.name}", "",
+             f"{len(run.trials)} trials (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ") on "
+             f"{e.get('dataset', '?')} / {e.get('model', '?')}, {run.epochs} epochs, "
+             f"search space `{run.search.get('space', '?')}`. Accuracy is measured on the validation split "
+             f"during training; the PGD-10 budget is 11·M·epochs = {run.reference_backprops or '?'} backprops "
+             f"(M = {run.batches_per_epoch or '?'} batches per epoch).", "",
+             "## Headline", "", *_headline(run, best, comparisons), ""]
+    if best is not None:
+        lines += [f"Re-run it: `raysearch train {BEST_YAML}` (the file is in this directory).", ""]
+    if warnings:
+        lines += ["**Warnings:**", "", *[f"- {w}" for w in warnings], ""]
+    front = [r for r in rows if r["on_pareto"]]
+    front.sort(key=lambda r: _number(r["backprops"]))
+    lines += ["## Pareto front", "", "Completed trials that no other completed trial beats on both robust accuracy "
+              "(higher) and backprops (fewer), cheapest first:", "", _md_table(front, run) if front else "(none)", "",
+              f"![robust accuracy vs backprops]({PARETO_PNG})", "",
+              "## Schedules", "", f"![K and step size per epoch]({SCHEDULES_PNG})", "",
+              "## All trials", "", "Best first (★: on the Pareto front); every parameter is in "
+              f"[{TRIALS_CSV}]({TRIALS_CSV}).", "", _md_table(rows, run), "",
+              *_evaluation_section(run.run_dir), "",
+              "## Files", "",
+              f"- [{BEST_YAML}]({BEST_YAML}): the best recipe as an experiment file",
+              f"- [{TRIALS_CSV}]({TRIALS_CSV}): every trial, one row each",
+              "- `optuna.db`: the Optuna study (`optuna-dashboard sqlite:///" + str(run.run_dir / "optuna.db") + "`)",
+              f"- `tensorboard/`: `tensorboard --logdir {run.run_dir / 'tensorboard'}`", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- terminal
+
+
+def _print_summary(run: RunInfo, rows: list[dict[str, Any]], headline: list[str], files: dict[str, Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+    table = Table(title=f"raysearch report: {run.name}", title_justify="left")
+    for name, justify in (("trial", "left"), ("recipe", "left"), ("status", "left"), ("robust", "right"),
+                          ("clean", "right"), ("backprops", "right"), ("×PGD-10", "right"), ("objective", "right"),
+                          ("warm start", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows[:15]:
+        table.add_row(r["trial_id"] + (" ★" if r["on_pareto"] else ""), r["recipe"], r["status"],
+                      _pct(_number(r["robust_acc"])), _pct(_number(r["clean_acc"])), str(r["backprops"]),
+                      _fmt(r["backprops_vs_pgd10"], ".2f"), _fmt(r["objective"], ".4f"), r["warm_start"])
+    console.print(table)
+    if len(rows) > 15:
+        console.print(f"... {len(rows) - 15} more trials in {files[TRIALS_CSV]}")
+    for line in headline:
+        console.print(line.replace("**", ""))
+    console.print("written: " + ", ".join(sorted(files)) + f" in {run.run_dir}")
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def report(run_dir: str | os.PathLike[str], progress: bool = True) -> ReportResult:
+    """Write trials.csv, pareto.png, schedules.png, best.yaml and report.md into ``run_dir``.
+
+    Reads the run without Ray (:func:`raysearch.results.load_run`); the trial statuses are
+    checked against the Optuna study in ``optuna.db`` and disagreements are reported.
+    Raises :class:`~trainables.registry.ConfigError` when ``run_dir`` holds no trials.
+    """
+    run = load_run(run_dir)
+    root = run.run_dir
+    files = {name: root / name for name in (TRIALS_CSV, PARETO_PNG, SCHEDULES_PNG, REPORT_MD)}
+    flags = _pareto_flags(run.trials)
+    rows = trial_rows(run)
+    write_csv(rows, files[TRIALS_CSV])
+    plot_pareto(run, files[PARETO_PNG], flags)
+    plot_schedules(run, files[SCHEDULES_PNG])
+    best = best_trial(run.trials)
+    warnings = [f"{w} (the Optuna study and the trial's own status disagree)" for w in run.mismatches]
+    if best is not None:
+        files[BEST_YAML] = root / BEST_YAML
+        files[BEST_YAML].write_text(_best_yaml(run, best))
+        if best["status"] != "completed":
+            warnings.append(f"no trial completed its budget; the best recipe is trial {best['trial_id']} "
+                            f"({best['status']})")
+    comparisons = _comparisons(run, best) if best is not None else []
+    files[REPORT_MD].write_text(_markdown(run, rows, best, comparisons, warnings))
+    if (root / EVALUATION_MD).exists():
+        files[EVALUATION_MD] = root / EVALUATION_MD
+    headline = _headline(run, best, comparisons) + [f"warning: {w}" for w in warnings]
+    if progress:
+        _print_summary(run, rows, headline, files)
+    pareto = [t["trial_id"] for t, on in zip(run.trials, flags, strict=True) if on]
+    pareto.sort(key=lambda tid: _metric(next(t for t in run.trials if t["trial_id"] == tid), "backprops"))
+    return ReportResult(root, files, best, pareto, comparisons, warnings, "\n".join(headline))
+
+
+__all__ = ["ReportResult", "best_experiment", "compare", "pareto_front", "plot_pareto", "plot_schedules",
+           "report", "trial_rows"]

@@ -1,0 +1,51 @@
+"""Shared fixtures: one torch thread per test process, and one real tiny search per session."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+SEARCH_ARGS = ["epochs=2", "eval.examples=100", "search.space=baselines", "search.max_concurrent=2"]
+SAMPLES = 3
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and a loaded 2-core box makes two threads crawl."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_search_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real 3-trial search on digits (run once per session).
+
+    Returns {"run_dir": Path, "trials": {trial id: (status, metrics)}} from its SearchResult.
+    """
+    base = tmp_path_factory.getbasetemp() / "tiny-search"
+    summary = base / "search-result.json"
+    if not summary.exists():
+        import ray
+
+        from raysearch.search import search
+
+        base.mkdir(exist_ok=True)
+        started = not ray.is_initialized()
+        if started:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            result = search("demo", SEARCH_ARGS, samples=SAMPLES, storage=str(base), name="tiny", progress=False)
+        finally:
+            if started:
+                ray.shutdown()
+        summary.write_text(json.dumps({"run_dir": result.run_dir, "trials": {
+            t["trial_id"]: [t["status"], t["metrics"]] for t in result.trials}}))
+    data = json.loads(summary.read_text())
+    return {"run_dir": Path(data["run_dir"]), "trials": {k: tuple(v) for k, v in data["trials"].items()}}
