@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 # Statuses with which a trainable ends a trial on its own (its last report); anything else
 # ("running") at completion means someone else stopped it early.
 FINISHED_STATUSES = frozenset({"completed", "diverged", "catastrophic_overfitting"})
+# A trial's last metrics kept as Optuna user attributes.
+OUTCOME_METRICS = ("robust_acc", "clean_acc", "backprops", "train_seconds")
 
 
 def make_sampler(algorithm: str | None, *, seed: int, multi_objective: bool = False,
@@ -166,12 +168,27 @@ class PruneAwareOptunaSearch(OptunaSearch):
             # The result on which the scheduler said STOP (also at max_t, a trial's last
             # epoch) never reached on_trial_result: record it as the last intermediate value.
             self._report(trial_id, result)
+        if result:
+            self._record_outcome_metrics(trial_id, result)
         try:
             self._ot_study.tell(self._ot_trials[trial_id], values, state=state)
         except Exception as exc:  # already finished (a resumed run re-completing a trial)
             logger.warning("Optuna did not take the outcome of trial %s: %s", trial_id, exc)
         self._completed_trials.add(trial_id)
         self._reported_steps.pop(trial_id, None)
+
+    def _record_outcome_metrics(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        """Keep the trade-off's two sides as user attributes, so Optuna's own plots
+        (``plot_pareto_front(study, targets=...)``) work on a single-objective study too."""
+        ot_trial = self._ot_trials[trial_id]
+        for key in OUTCOME_METRICS:
+            value = result.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(float(value)):
+                try:
+                    ot_trial.set_user_attr(key, float(value))
+                except Exception as exc:  # a finished trial in a shared storage
+                    logger.warning("Optuna did not take %s for trial %s: %s", key, trial_id, exc)
+                    return
 
     def restore(self, checkpoint_path: str) -> None:
         """Restore Tune's searcher checkpoint, then reconcile it with a persistent study.

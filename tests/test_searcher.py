@@ -56,6 +56,8 @@ def test_completed_trial_is_complete_and_duplicate_results_are_ignored() -> None
     assert trial.state == TrialState.COMPLETE
     assert trial.value == pytest.approx(0.6)
     assert trial.intermediate_values == {100: 0.9, 200: 0.6}
+    # the trade-off's sides are kept for Optuna's own plots
+    assert trial.user_attrs["robust_acc"] == pytest.approx(0.4) and trial.user_attrs["backprops"] == 200.0
 
 
 @pytest.mark.parametrize("status", ["diverged", "catastrophic_overfitting"])
