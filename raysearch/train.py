@@ -65,8 +65,6 @@ def train(
 
     exp = load_experiment(experiment, list(overrides))
     config = exp.train_config
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = _writable_dir(Path(out_dir) if out_dir else Path("runs") / f"train-{exp.name}-{stamp}")
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -74,7 +72,11 @@ def train(
     from trainables.engine import Run
     from trainables.trainable import save_run
 
-    run = Run(config)  # loads the data: a missing dataset is a ConfigError here, before training
+    # Loads the data and builds the model: a missing dataset or an unknown model is a
+    # ConfigError here, before any file is written or any training starts.
+    run = Run(config)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = _writable_dir(Path(out_dir) if out_dir else Path("runs") / f"train-{exp.name}-{stamp}")
     (out / "config.yaml").write_text(yaml.safe_dump(
         {"raysearch_version": __version__, "name": exp.name, **config.to_flat()}, sort_keys=False))
     writer = SummaryWriter(str(out / "tensorboard"))
