@@ -310,7 +310,7 @@ def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
     else:
         ax.text(0.5, 0.5, "no trial reported a result", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -345,7 +345,10 @@ def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
             label += f" — {trial['warm_start']}"
         if trial["status"] != "completed":
             label += f" [{trial['status']}]"
-        style = {"color": colors(i % 10), "marker": "o", "ms": 4, "lw": 1.6,
+        # Schedules often coincide (every M+ trial steps 0, 1, 1, 2, ...): distinct markers and
+        # thinner lines drawn later keep the earlier ones visible underneath.
+        style = {"color": colors(i % 10), "marker": "os^Dv<>P"[i % 8], "ms": 6 - 0.4 * i,
+                 "lw": max(0.8, 2.6 - 0.3 * i), "alpha": 0.9,
                  "ls": "--" if trial["warm_start"] else "-"}
         k_ax.plot(epochs, ks, label=label, **style)
         if varies:
@@ -366,7 +369,7 @@ def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
     if labels:  # below the axes: the lines stay visible
         fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, min(0.4, 0.035 * rows + 0.01), 1, 1))
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
 
 
