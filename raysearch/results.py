@@ -140,6 +140,11 @@ def study_name(run_dir: str | os.PathLike[str]) -> str | None:
 
 def optuna_states(run_dir: str | os.PathLike[str], name: str | None = None) -> dict[str, str]:
     """Tune trial id -> Optuna state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING) from the study."""
+    return {tid: state for tid, (state, _) in _optuna_trials(run_dir, name).items()}
+
+
+def _optuna_trials(run_dir: str | os.PathLike[str], name: str | None = None) -> dict[str, tuple[str, bool]]:
+    """Tune trial id -> (Optuna state name, whether Optuna ran it from an enqueued warm-start point)."""
     name = name or study_name(run_dir)
     if name is None:
         return {}
@@ -147,8 +152,32 @@ def optuna_states(run_dir: str | os.PathLike[str], name: str | None = None) -> d
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{Path(run_dir, STUDY_FILE)}")
-    return {str(t.user_attrs["ray_trial_id"]): t.state.name for t in study.get_trials(deepcopy=False)
-            if "ray_trial_id" in t.user_attrs}
+    return optuna_trials(study)
+
+
+def optuna_trials(study: Any) -> dict[str, tuple[str, bool]]:
+    """Tune trial id -> (state name, enqueued) for every trial of an Optuna study."""
+    return {str(t.user_attrs["ray_trial_id"]): (t.state.name, "fixed_params" in t.system_attrs)
+            for t in study.get_trials(deepcopy=False) if "ray_trial_id" in t.user_attrs}
+
+
+def label_warm_starts(trials: list[dict[str, Any]], enqueued: set[str] | None) -> None:
+    """Set each trial's ``warm_start``: the label of the paper default it ran, or None.
+
+    A trial is a warm start when Optuna ran it from an enqueued point (``enqueued``: their
+    Tune ids); TPE may later suggest the same config again, which is not one. Without a study
+    (``enqueued`` None) the first trial matching each default's config is taken.
+    """
+    import search_spaces
+
+    seen: set[str] = set()
+    for trial in trials:
+        label = search_spaces.is_warm_start(trial["config"])
+        if label in seen or (enqueued is not None and trial["trial_id"] not in enqueued):
+            label = None
+        if label:
+            seen.add(label)
+        trial["warm_start"] = label
 
 
 def trial_status(history: list[dict[str, Any]], tune_status: str | None, errored: bool) -> str:
@@ -171,8 +200,6 @@ def _last_line(path: Path) -> str:
 
 
 def _trial(trial_dir: Path, tune: dict[str, Any], optuna_state: str | None) -> dict[str, Any]:
-    import search_spaces
-
     params_file = trial_dir / "params.json"
     config = json.loads(params_file.read_text()) if params_file.exists() else dict(tune.get("config") or {})
     history = read_history(trial_dir)
@@ -188,7 +215,7 @@ def _trial(trial_dir: Path, tune: dict[str, Any], optuna_state: str | None) -> d
         "config": train,
         "search": {k.removeprefix("search."): v for k, v in config.items() if k.startswith("search.")},
         "metrics": metrics,
-        "warm_start": search_spaces.is_warm_start(train),
+        "warm_start": None,  # set by label_warm_starts, which needs every trial
         "path": str(trial_dir),
         "history": history,
         "checkpoint": latest_checkpoint(trial_dir),
@@ -235,7 +262,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunInfo:
     experiment, meta = _read_experiment(root)
     tune = _tune_states(root)
     name = study_name(root)
-    states = optuna_states(root, name) if name else {}
+    optuna_info = _optuna_trials(root, name) if name else {}
+    states = {tid: state for tid, (state, _) in optuna_info.items()}
     folders = {Path(p).parent for pattern in ("*/params.json", "*/result.json")
                for p in glob.glob(str(root / pattern))}
     for info in tune.values():
@@ -252,9 +280,10 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunInfo:
     if not trials:
         raise ConfigError("run_dir", str(run_dir), "holds no trials (expected Ray Tune trial folders with "
                                                    "params.json / result.json)")
-    for trial in trials:
-        if trial["optuna_state"] is None and trial["trial_id"] in states:
-            trial["optuna_state"] = states[trial["trial_id"]]
+    # creation order: Optuna's trial numbers follow Tune's suggestions
+    order = {tid: i for i, tid in enumerate(optuna_info)}
+    trials.sort(key=lambda t: (order.get(t["trial_id"], len(order)), t["path"]))
+    label_warm_starts(trials, {tid for tid, (_, fixed) in optuna_info.items() if fixed} if optuna_info else None)
     mismatches = [f"trial {t['trial_id']}: status {t['status']} but Optuna state {t['optuna_state']}"
                   for t in trials if t["optuna_state"] is not None
                   and OPTUNA_STATE.get(t["status"]) != t["optuna_state"]]

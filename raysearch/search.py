@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from raysearch.experiment import Experiment, experiment_from_dict, load_experiment
+from raysearch.results import best_trial
 from trainables.registry import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -371,44 +372,29 @@ def _build_tuner(experiment: Experiment, *, run_dir: str, storage: str, name: st
 
 
 def _trial_rows(grid: Any, study: Any) -> list[dict[str, Any]]:
-    """One dict per trial, in creation order. A trial is a warm start when Optuna ran it from
-    an enqueued point (``fixed_params``); TPE may later suggest the same config again."""
-    import search_spaces
+    """One dict per trial, in creation order, shaped like :func:`raysearch.results.load_run`'s
+    (read from Tune's ResultGrid, so it also works for a run in cloud storage)."""
+    from raysearch.results import label_warm_starts, optuna_trials, trial_status
 
-    frozen: dict[str, Any] = {}
-    enqueued: set[str] = set()
-    if study is not None:
-        for t in study.get_trials(deepcopy=False):
-            ray_id = t.user_attrs.get("ray_trial_id")
-            if ray_id:
-                frozen[ray_id] = t
-                if "fixed_params" in t.system_attrs:
-                    enqueued.add(ray_id)
-    rows, labels_seen = [], set()
+    optuna_info = optuna_trials(study) if study is not None else {}
+    params = {str(t.user_attrs["ray_trial_id"]): dict(t.params) for t in study.get_trials(deepcopy=False)
+              if "ray_trial_id" in t.user_attrs} if study is not None else {}
+    rows = []
     for result in grid:
-        metrics = dict(result.metrics or {})
-        config = dict(result.config or {})
+        metrics = {k: v for k, v in (result.metrics or {}).items() if k != "config"}
         trial_id = metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_")
-        status = metrics.get("status", "running")
-        if result.error is not None:
-            status = "failed"
-        elif status == "running":
-            status = "pruned"
-        train = {k: v for k, v in config.items() if not k.startswith("search.")}
-        label = search_spaces.is_warm_start(train)
-        if study is not None and trial_id not in enqueued or label in labels_seen:
-            label = None
-        labels_seen.add(label)
+        errored = result.error is not None
         rows.append({
             "trial_id": trial_id,
-            "status": status,
-            "optuna_state": frozen[trial_id].state.name if trial_id in frozen else None,
-            "params": dict(frozen[trial_id].params) if trial_id in frozen else {},
-            "config": train,
-            "metrics": {k: v for k, v in metrics.items() if k != "config"},
-            "warm_start": label,
+            "status": trial_status([metrics] if metrics else [], "ERROR" if errored else None, errored),
+            "optuna_state": optuna_info[trial_id][0] if trial_id in optuna_info else None,
+            "params": params.get(trial_id, {}),
+            "config": {k: v for k, v in (result.config or {}).items() if not k.startswith("search.")},
+            "metrics": metrics,
+            "warm_start": None,
             "path": result.path,
         })
+    label_warm_starts(rows, {tid for tid, (_, fixed) in optuna_info.items() if fixed} if study is not None else None)
     return rows
 
 
@@ -421,18 +407,6 @@ def _load_study(run_dir: str, name: str) -> Any:
         return optuna.load_study(study_name=name, storage=f"sqlite:///{_join(run_dir, STUDY_FILE)}")
     except Exception:
         return None
-
-
-def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    def objective(row: dict[str, Any]) -> float:
-        value = row["metrics"].get("objective")
-        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
-
-    for allowed in (("completed",), ("completed", "catastrophic_overfitting", "pruned")):
-        candidates = [r for r in rows if r["status"] in allowed and objective(r) < math.inf]
-        if candidates:
-            return min(candidates, key=objective)
-    return None
 
 
 def _summary(result: SearchResult, experiment: Experiment) -> str:
@@ -565,7 +539,7 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
 
     wall = time.monotonic() - start
     rows = _trial_rows(grid, _load_study(run_dir, run_name))
-    best = _best(rows)
+    best = best_trial(rows)
     trial_seconds = sum(float(r["metrics"].get("train_seconds", 0) or 0) + float(r["metrics"].get("eval_seconds", 0) or 0)
                         for r in rows)
     pareto: list[str] = []

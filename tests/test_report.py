@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from raysearch.report import pareto_front, report
 from raysearch.results import OPTUNA_STATE, best_trial, load_run
+from search_spaces import is_warm_start
 
 EPS = 0.3
 M, EPOCHS = 10, 4  # batches per epoch, epochs: the PGD-10 budget is 11 * 10 * 4 = 440
@@ -109,8 +110,10 @@ def make_fake_run(root: Path, name: str = "fake") -> Path:
             (folder / "error.txt").write_text("Traceback ...\nRuntimeError: the trainable crashed twice\n")
         value = history[-1]["objective"] if history and state == TrialState.COMPLETE else None
         intermediate = {r["backprops"]: r["objective"] for r in history or []}
+        # Optuna marks a trial it ran from an enqueued (warm-start) point with ``fixed_params``.
+        fixed = {"fixed_params": params} if is_warm_start({**base, **params}) else {}
         study.add_trial(optuna.trial.create_trial(state=state, value=value, intermediate_values=intermediate,
-                                                  user_attrs={"ray_trial_id": trial_id}))
+                                                  user_attrs={"ray_trial_id": trial_id}, system_attrs=fixed))
     return run_dir
 
 
