@@ -170,23 +170,11 @@ def max_k(experiment: Experiment, space: Callable[..., Any]) -> int:
     """The largest K (adversarial backprops per batch) any trial of the space can reach."""
     from search_spaces import strip_search_keys
     from trainables.config import parse_config
+    from trainables.schedules import build_schedule
 
     epochs = experiment.train_config.epochs
-    best = 0
-    for branch in _branches(space):
-        cfg = parse_config({**experiment.train, **strip_search_keys(branch)})
-        if cfg.schedule == "constant":
-            k = cfg.constant_k
-        elif cfg.schedule == "amata":
-            k = cfg.amata.k_max
-        elif cfg.schedule == "mplus":  # K = 0 in epoch 1, then at most +1 per epoch
-            k = min(cfg.mplus.k_max or epochs, epochs)
-        elif cfg.schedule == "deat_every":
-            k = (epochs - 1) // cfg.deat_every.every
-        else:  # deat_acc: at most +1 per epoch from 0
-            k = epochs - 1
-        best = max(best, k)
-    return best
+    configs = (parse_config({**experiment.train, **strip_search_keys(b)}) for b in _branches(space))
+    return max(build_schedule(cfg).max_k(epochs) for cfg in configs)
 
 
 def _abs_data_root(root: str) -> str:

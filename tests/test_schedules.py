@@ -254,3 +254,17 @@ def test_every_schedule_plans_and_checkpoints(name: str) -> None:
 def test_unknown_schedule_in_registry() -> None:
     with pytest.raises(ConfigError, match="did you mean 'amata'"):
         SCHEDULES.get("amatta")
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"schedule": "constant", "k": 7}, 7),
+    ({"schedule": "amata"}, 9),  # 2 -> 10 floored over T = 10 approaches K_max: 2 + ⌊8·9/10⌋
+    ({"schedule": "amata", "amata.shape": "step"}, 10),
+    ({"schedule": "mplus"}, 9),  # K = 0 in epoch 1, at most +1 per epoch after
+    ({"schedule": "mplus", "mplus.k_max": 2}, 2),
+    ({"schedule": "deat_every", "deat_every.every": 3}, 3),
+    ({"schedule": "deat_acc"}, 9),
+])
+def test_max_k_bounds_every_schedule(overrides: dict, expected: int) -> None:
+    cfg = parse_config({"epochs": 10, **overrides})
+    assert build_schedule(cfg).max_k(cfg.epochs) == expected

@@ -29,6 +29,10 @@ class Schedule:
     def plan(self, epoch: int) -> Plan:
         raise NotImplementedError
 
+    def max_k(self, epochs: int) -> int:
+        """The largest K this schedule can plan in ``epochs`` epochs (the budget ASHA needs)."""
+        return max(self.plan(t).k for t in range(epochs))
+
     def observe(self, epoch: int, stats: EpochStats) -> None:
         """Controllers override; plain schedules ignore measurements."""
         return None

@@ -30,6 +30,9 @@ class DeatAcc(Schedule):
     def plan(self, epoch: int) -> Plan:
         return Plan(self.k)
 
+    def max_k(self, epochs: int) -> int:
+        return epochs - 1  # from 0, at most one more per epoch
+
     def observe(self, epoch: int, stats: EpochStats) -> None:
         if stats.train_acc > self.threshold:
             self.k += 1

@@ -24,6 +24,10 @@ class MPlus(Schedule):
     def plan(self, epoch: int) -> Plan:
         return Plan(self.k)
 
+    def max_k(self, epochs: int) -> int:
+        most = epochs - 1  # K = 0 in epoch 1, then at most one more per epoch
+        return min(most, self.k_max) if self.k_max else most
+
     def observe(self, epoch: int, stats: EpochStats) -> None:
         l_x = stats.grad_magnitude
         if epoch == 0:  # Algorithm 1, t = 1
