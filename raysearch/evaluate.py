@@ -26,7 +26,6 @@ accuracy falls as ε grows. ``evaluation.csv`` and ``evaluation.md`` go into the
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import math
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from raysearch.results import write_csv
 from trainables.registry import ConfigError
 
 if TYPE_CHECKING:  # torch loads when an evaluation runs, not when raysearch is imported
@@ -422,7 +422,7 @@ def evaluate(target: str | os.PathLike[str], top: int = 3, attacks: str | Iterab
         warnings.warn(problem, RuntimeWarning, stacklevel=2)
     csv_path, md_path = out_dir / EVALUATION_CSV, out_dir / EVALUATION_MD
     result = EvaluationResult(str(target), rows, found, skipped, csv_path, md_path)
-    _write_csv(rows, csv_path)
+    write_csv(rows, csv_path)
     md_path.write_text(_markdown(result, parsed, dev))
     if progress:
         print(_text_table(result, parsed), flush=True)
@@ -435,17 +435,6 @@ def evaluate(target: str | os.PathLike[str], top: int = 3, attacks: str | Iterab
 def _columns(attacks: Sequence[Attack]) -> list[str]:
     names = ["clean", "fgsm", "pgd10"] + [a.name for a in attacks if a.name not in ("clean", "fgsm", "pgd10")]
     return names + ["pgd10@0.5eps", "pgd10@2eps"]
-
-
-def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-                         for r in rows)
 
 
 def _cell(value: Any) -> str:

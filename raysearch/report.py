@@ -17,7 +17,6 @@ A compact table is printed to the terminal as well.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from raysearch.results import RunInfo, best_trial, describe, load_run, ranked
+from raysearch.results import RunInfo, best_trial, describe, finite, load_run, ranked, write_csv
 
 TRIALS_CSV, PARETO_PNG, SCHEDULES_PNG = "trials.csv", "pareto.png", "schedules.png"
 REPORT_MD, BEST_YAML, EVALUATION_MD = "report.md", "best.yaml", "evaluation.md"
@@ -74,16 +73,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return [i in on for i in range(len(points))]
 
 
-def _number(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return number if math.isfinite(number) else math.nan
-
-
 def _metric(trial: dict[str, Any], key: str) -> float:
-    return _number(trial["metrics"].get(key))
+    return finite(trial["metrics"].get(key))
 
 
 def _pct(value: float) -> str:
@@ -91,7 +82,7 @@ def _pct(value: float) -> str:
 
 
 def _fmt(value: Any, spec: str) -> str:
-    number = _number(value)
+    number = finite(value)
     return "" if math.isnan(number) else format(number, spec)
 
 
@@ -155,16 +146,6 @@ def trial_rows(run: RunInfo) -> list[dict[str, Any]]:
         })
         rows.append(row)
     return rows
-
-
-def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 # ---------------------------------------------------------------------------- best.yaml
@@ -331,7 +312,7 @@ def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
 
     chosen = _schedule_trials(run, top)
     eps = run.epsilon
-    alphas = {t["trial_id"]: [_number(r.get("alpha")) / eps for r in t["history"]] for t, _ in chosen}
+    alphas = {t["trial_id"]: [finite(r.get("alpha")) / eps for r in t["history"]] for t, _ in chosen}
     varies = any(max(a) - min(a) > 1e-3 for a in alphas.values() if a and not any(map(math.isnan, a)))
     fig, axes = plt.subplots(2 if varies else 1, 1, figsize=FIGSIZE, dpi=DPI, sharex=True, squeeze=False,
                              gridspec_kw={"height_ratios": [3, 2]} if varies else None)
@@ -339,7 +320,7 @@ def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
     colors = plt.get_cmap("tab10")
     for i, (trial, rank) in enumerate(chosen):
         epochs = [r.get("epoch", j + 1) for j, r in enumerate(trial["history"])]
-        ks = [_number(r.get("k")) for r in trial["history"]]
+        ks = [finite(r.get("k")) for r in trial["history"]]
         label = ("" if rank is None else f"#{rank} ") + f"{trial['trial_id']}: {describe(trial['config'])}"
         if trial["warm_start"]:
             label += f" — {trial['warm_start']}"
@@ -403,8 +384,8 @@ def _md_table(rows: list[dict[str, Any]], run: RunInfo) -> str:
     lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         pareto = " ★" if r["on_pareto"] else ""
-        lines.append(f"| {r['trial_id']}{pareto} | {r['recipe']} | {r['status']} | {_pct(_number(r['robust_acc']))} | "
-                     f"{_pct(_number(r['clean_acc']))} | {r['backprops']} | {_fmt(r['backprops_vs_pgd10'], '.2f')} | "
+        lines.append(f"| {r['trial_id']}{pareto} | {r['recipe']} | {r['status']} | {_pct(finite(r['robust_acc']))} | "
+                     f"{_pct(finite(r['clean_acc']))} | {r['backprops']} | {_fmt(r['backprops_vs_pgd10'], '.2f')} | "
                      f"{_fmt(r['objective'], '.4f')} | {r['warm_start']} |")
     return "\n".join(lines)
 
@@ -457,7 +438,7 @@ def _markdown(run: RunInfo, rows: list[dict[str, Any]], best: dict[str, Any] | N
     if warnings:
         lines += ["**Warnings:**", "", *[f"- {w}" for w in warnings], ""]
     front = [r for r in rows if r["on_pareto"]]
-    front.sort(key=lambda r: _number(r["backprops"]))
+    front.sort(key=lambda r: finite(r["backprops"]))
     lines += ["## Pareto front", "", "Completed trials that no other completed trial beats on both robust accuracy "
               "(higher) and backprops (fewer), cheapest first:", "", _md_table(front, run) if front else "(none)", "",
               f"![robust accuracy vs backprops]({PARETO_PNG})", "",
@@ -488,7 +469,7 @@ def _print_summary(run: RunInfo, rows: list[dict[str, Any]], headline: list[str]
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in rows[:15]:
         table.add_row(r["trial_id"] + (" ★" if r["on_pareto"] else ""), r["recipe"], r["status"],
-                      _pct(_number(r["robust_acc"])), _pct(_number(r["clean_acc"])), str(r["backprops"]),
+                      _pct(finite(r["robust_acc"])), _pct(finite(r["clean_acc"])), str(r["backprops"]),
                       _fmt(r["backprops_vs_pgd10"], ".2f"), _fmt(r["objective"], ".4f"), r["warm_start"])
     console.print(table)
     if len(rows) > 15:

@@ -74,12 +74,27 @@ class RunInfo:
         return parse_number(str(self.experiment.get("epsilon", EPS_8)))
 
 
-def _finite(value: Any) -> float:
+def finite(value: Any) -> float:
+    """``value`` as a float, NaN when it is missing, not a number or infinite."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         return math.nan
     return number if math.isfinite(number) else math.nan
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """Rows as CSV with the union of their keys as columns (first-seen order), NaN as empty."""
+    import csv
+
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                         for r in rows)
 
 
 def read_history(trial_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -302,7 +317,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunInfo:
 
 def objective_of(trial: dict[str, Any]) -> float:
     """The trial's last objective, or +inf when it has none."""
-    value = _finite(trial["metrics"].get("objective"))
+    value = finite(trial["metrics"].get("objective"))
     return math.inf if math.isnan(value) else value
 
 

@@ -1,0 +1,410 @@
+"""``raysearch bench``: the speed figures of SPEC §13, measured on the machine it runs on.
+
+- **Attack efficiency**: time of a PGD-K epoch over time of a natural (K = 0) epoch, for
+  K = 1, 3, 10, next to its limit (2K + 3)/3 (an attack step is a forward plus an
+  input-gradient backward, about 2/3 of a training step) and the target 1.10 × limit.
+  Each K has its own :class:`~trainables.engine.Run`; the time is that run's
+  ``train_seconds`` for one epoch of ``max_batches`` batches (the training loop only).
+  After one warm-up epoch per run, the epochs of all K are *interleaved* within each
+  repetition and the ratio is the median over repetitions of the paired ratios, so that
+  a load change on a shared machine hits numerator and denominator alike.
+- **Non-model overhead**: the share of an epoch spent outside forward/backward passes
+  (optimizer step, data gather and augmentation, projections, statistics, Python). It is
+  1 − (time of the same passes, run bare on pre-made tensors) / (epoch time): the bare
+  passes are the run's own model, autocast and batch-norm mode, K forward + input-gradient
+  backward passes and one forward + weight backward per batch. Timing the bare passes
+  needs no profiler (which would itself slow the small kernels it measures).
+- **Search overhead**: for a small search (digits, a few trials, 2 epochs), the summed
+  trial seconds (training + evaluation) over wall seconds × concurrent slots: the share of
+  slot time spent inside trials (target ≥ 0.90). Ray is started before the search and its
+  start-up time is reported separately (a cluster already runs when a search joins it).
+- **On a GPU**: images/s of preact_resnet18 PGD-10 training per precision (fp32, bf16
+  autocast), and the aggregate images/s of 1, 2 and 4 processes sharing the GPU, each
+  capped to its share with ``torch.cuda.set_per_process_memory_fraction``.
+
+Speed is shown by this benchmark, never asserted by timed tests.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+ATTACK_KS = (1, 3, 10)
+OVERHEAD_KS = (0, 10)
+TARGET_FACTOR = 1.10
+SEARCH_OVERHEAD_TARGET = 0.90
+SHARE_PROCESSES = (1, 2, 4)
+PARTS = ("attack", "overhead", "search", "gpu")
+
+
+def attack_limit(k: int) -> float:
+    """(2K + 3)/3: a PGD-K batch is one training step plus K attack steps of 2/3 of one."""
+    return (2 * k + 3) / 3
+
+
+def attack_target(k: int) -> float:
+    return TARGET_FACTOR * attack_limit(k)
+
+
+def search_overhead_fraction(trial_seconds_sum: float, wall_seconds: float, slots: int) -> float:
+    """Summed trial seconds / (wall seconds × concurrent slots): the share of slot time in trials."""
+    capacity = wall_seconds * max(1, slots)
+    return trial_seconds_sum / capacity if capacity > 0 else 0.0
+
+
+def non_model_share(epoch_seconds: float, model_seconds: float) -> float:
+    """The share of an epoch outside forward/backward passes (never below 0)."""
+    return max(0.0, 1.0 - model_seconds / epoch_seconds) if epoch_seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One model/dataset pair timed at ``batch_size`` for ``batches`` batches per epoch."""
+
+    model: str
+    dataset: str
+    batch_size: int
+    batches: int
+
+    def config(self, k: int, device: str, **overrides: Any) -> dict[str, Any]:
+        return {"model": self.model, "dataset": self.dataset, "method": "pgd", "k": k,
+                "batch_size": self.batch_size, "max_batches": self.batches, "epochs": 10_000,
+                "synthetic_size": max(512, self.batch_size * self.batches), "device": device,
+                "eval.examples": 1, **overrides}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the benchmark runs; :func:`settings` picks them for the device and mode."""
+
+    device: str
+    threads: int
+    cases: tuple[Case, ...]
+    repeats: int
+    search_samples: int
+    search_epochs: int
+    gpu_batches: int
+    gpu_batch_size: int
+
+
+def settings(device: str, quick: bool, threads: int | None = None) -> Settings:
+    """CPU: 1 thread, batch 32 (small_cnn 10 batches, preact_resnet18 2 per epoch), 3 repetitions.
+    GPU: batch 128 (small_cnn the whole digits split, 9 batches; preact_resnet18 8), 5.
+    Quick: small_cnn only, 3 batches, 2 repetitions, the smallest search."""
+    gpu = device == "cuda"
+    # One CPU thread by default, as a trial with cpus_per_trial 1 runs: stable on a shared
+    # machine (OpenMP threads that wait for a descheduled sibling make timings erratic).
+    threads = threads or (torch.get_num_threads() if gpu else 1)
+    if quick:
+        cases: tuple[Case, ...] = (Case("small_cnn", "digits", 128 if gpu else 32, 3),)
+        return Settings(device, threads, cases, repeats=2, search_samples=2, search_epochs=1,
+                        gpu_batches=2, gpu_batch_size=128)
+    cases = (Case("small_cnn", "digits", 128, 9), Case("preact_resnet18", "synthetic", 128, 8)) if gpu else (
+        Case("small_cnn", "digits", 32, 10), Case("preact_resnet18", "synthetic", 32, 2))
+    return Settings(device, threads, cases, repeats=5 if gpu else 3, search_samples=4, search_epochs=2,
+                    gpu_batches=8, gpu_batch_size=128)
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def _make_run(case: Case, k: int, device: str, **overrides: Any) -> Any:
+    from trainables.config import parse_config
+    from trainables.engine import Run
+
+    return Run(parse_config(case.config(k, device, **overrides)))
+
+
+def epoch_seconds(run: Any) -> float:
+    """Wall seconds of one training epoch of ``run`` (its synchronized ``train_seconds``)."""
+    before = run.cost.train_seconds
+    run.train_epoch()
+    return run.cost.train_seconds - before
+
+
+def bare_pass_seconds(run: Any, k: int) -> float:
+    """Seconds of the forward/backward passes of one PGD-K epoch of ``run``, run bare on one
+    pre-made batch: per batch K forward + input-gradient backward passes (attack batch-norm
+    mode) and one forward + weight backward, under the run's autocast; no optimizer step."""
+    import torch.nn.functional as F
+
+    from trainables.cost import Stopwatch
+    from trainables.methods.base import bn_mode
+
+    batch = next(iter(run.loader))
+    x, y = batch.x, batch.y
+    delta = torch.zeros_like(x)
+    model = run.forward_model
+    with Stopwatch(run.device) as watch:
+        for _ in range(run.batches_per_epoch):
+            with bn_mode(run.model, run.config.attack_bn):
+                for _ in range(k):
+                    d = delta.requires_grad_(True)
+                    with run.autocast():
+                        loss = F.cross_entropy(model(x + d).float(), y)
+                    torch.autograd.grad(loss, d)
+            run.model.train(True)
+            run.optimizer.zero_grad(set_to_none=True)
+            with run.autocast():
+                loss = F.cross_entropy(model(x).float(), y)
+            loss.backward()
+    return watch.seconds
+
+
+def measure_case(case: Case, ks: Iterable[int], overhead_ks: Iterable[int], device: str,
+                 repeats: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(attack-efficiency rows, non-model-overhead rows) for one model/dataset pair."""
+    ks, overhead_ks = tuple(ks), tuple(overhead_ks)
+    runs = {k: _make_run(case, k, device) for k in sorted({0, *ks, *overhead_ks})}
+    epochs: dict[int, list[float]] = {k: [] for k in runs}
+    bare: dict[int, list[float]] = {k: [] for k in overhead_ks}
+    for k, run in runs.items():  # warm-up: allocator, kernels/primitives, autotuning
+        epoch_seconds(run)
+        if k in bare:
+            bare_pass_seconds(run, k)
+    for rep in range(repeats):
+        for k, run in runs.items():
+            epochs[k].append(epoch_seconds(run))
+            if k in bare:
+                bare[k].append(bare_pass_seconds(run, k))
+        _log(f"{case.model}/{case.dataset} repetition {rep + 1}/{repeats}: "
+             + ", ".join(f"K={k} {epochs[k][-1]:.3f}s" for k in runs))
+    attack = []
+    for k in ks:
+        ratio = statistics.median(t / t0 for t, t0 in zip(epochs[k], epochs[0], strict=True))
+        attack.append({"model": case.model, "dataset": case.dataset, "k": k, "ratio": ratio,
+                       "limit": attack_limit(k), "target": attack_target(k), "ok": ratio <= attack_target(k),
+                       "natural_seconds": statistics.median(epochs[0]),
+                       "pgd_seconds": statistics.median(epochs[k]),
+                       "batch_size": case.batch_size, "batches": runs[k].batches_per_epoch})
+    overhead = []
+    for k in overhead_ks:
+        # paired per repetition, like the ratios: the bare passes run right after the epoch
+        share = statistics.median(non_model_share(e, m) for e, m in zip(epochs[k], bare[k], strict=True))
+        overhead.append({"model": case.model, "dataset": case.dataset, "k": k,
+                         "epoch_seconds": statistics.median(epochs[k]),
+                         "model_seconds": statistics.median(bare[k]), "share": share})
+    return attack, overhead
+
+
+def measure_search_overhead(samples: int, epochs: int, storage: str | None = None) -> dict[str, Any]:
+    """A small search on digits (baselines space, no early stopping): the share of the
+    concurrent slots' wall time spent inside trials."""
+    import logging
+
+    import ray
+
+    from raysearch.resources import local_resources
+    from raysearch.search import search
+
+    started = not ray.is_initialized()
+    clock = time.monotonic()
+    if started:
+        ray.init(num_cpus=int(local_resources()["CPU"]), include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
+    ray_start = time.monotonic() - clock
+    try:
+        with tempfile.TemporaryDirectory(dir=storage) as tmp:
+            result = search("demo", [f"epochs={epochs}", "eval.examples=100", "search.space=baselines",
+                                     "search.scheduler=none", "search.cpus_per_trial=1"],
+                            samples=samples, storage=tmp, name="bench", progress=False)
+    finally:
+        if started:
+            ray.shutdown()
+    fraction = search_overhead_fraction(result.trial_seconds_sum, result.wall_seconds, result.concurrency)
+    # Where the rest goes: outside the trial functions (search set-up, Tune, actor start-up,
+    # tear-down) or inside them but outside training and evaluation (building the run,
+    # loading data, checkpointing, reporting). Tune's time_total_s is a trial function's wall time.
+    function_seconds = sum(float(t["metrics"].get("time_total_s", 0) or 0) for t in result.trials)
+    return {"fraction": fraction, "target": SEARCH_OVERHEAD_TARGET, "ok": fraction >= SEARCH_OVERHEAD_TARGET,
+            "wall_seconds": result.wall_seconds, "trial_seconds_sum": result.trial_seconds_sum,
+            "trial_function_seconds_sum": function_seconds,
+            "in_trial_functions": search_overhead_fraction(function_seconds, result.wall_seconds, result.concurrency),
+            "concurrency": result.concurrency, "trials": len(result.trials), "epochs": epochs,
+            "ray_start_seconds": ray_start}
+
+
+def measure_precisions(case: Case, device: str, repeats: int,
+                       precisions: Iterable[str] = ("fp32", "bf16")) -> list[dict[str, Any]]:
+    """Images/s of PGD-10 training of ``case`` per precision (channels_last as the engine picks)."""
+    rows = []
+    for precision in precisions:
+        run = _make_run(case, 10, device, precision=precision)
+        epoch_seconds(run)
+        seconds = statistics.median(epoch_seconds(run) for _ in range(repeats))
+        images = run.batches_per_epoch * case.batch_size
+        rows.append({"model": case.model, "k": 10, "precision": precision, "batch_size": case.batch_size,
+                     "images_per_second": images / seconds})
+        del run
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def _share_worker(case: Case, device: str, processes: int, epochs: int, threads: int,
+                  barrier: Any, results: Any) -> None:
+    """One of ``processes`` trials sharing a device: warm up, wait for the others, train."""
+    torch.set_num_threads(threads)
+    if device == "cuda":
+        torch.cuda.set_per_process_memory_fraction(1.0 / processes)
+    run = _make_run(case, 10, device)
+    epoch_seconds(run)
+    barrier.wait()
+    start = time.time()
+    for _ in range(epochs):
+        epoch_seconds(run)
+    results.put((start, time.time(), epochs * run.batches_per_epoch * case.batch_size))
+
+
+def measure_sharing(case: Case, device: str, processes: Iterable[int] = SHARE_PROCESSES, epochs: int = 3,
+                    threads: int = 1) -> list[dict[str, Any]]:
+    """Aggregate images/s of N separate processes training PGD-10 on one device at once:
+    all images over the span from the first start to the last end."""
+    ctx = mp.get_context("spawn")
+    rows = []
+    for n in processes:
+        barrier, results = ctx.Barrier(n), ctx.Queue()
+        workers = [ctx.Process(target=_share_worker, args=(case, device, n, epochs, threads, barrier, results))
+                   for _ in range(n)]
+        for w in workers:
+            w.start()
+        spans = [results.get(timeout=1800) for _ in workers]
+        for w in workers:
+            w.join()
+        images = sum(s[2] for s in spans)
+        wall = max(s[1] for s in spans) - min(s[0] for s in spans)
+        rows.append({"processes": n, "model": case.model, "k": 10, "images_per_second": images / wall})
+    base = rows[0]["images_per_second"] if rows else 0.0
+    for row in rows:
+        row["speedup"] = row["images_per_second"] / base if base else 0.0
+    return rows
+
+
+def measure_gpu(s: Settings) -> dict[str, Any]:
+    case = Case("preact_resnet18", "synthetic", s.gpu_batch_size, s.gpu_batches)
+    return {"name": torch.cuda.get_device_name(),
+            "memory_bytes": torch.cuda.get_device_properties(0).total_memory,
+            "precision": measure_precisions(case, "cuda", s.repeats),
+            "sharing": measure_sharing(case, "cuda", SHARE_PROCESSES, epochs=s.repeats)}
+
+
+def bench(json_output: bool = False, quick: bool = False, *, threads: int | None = None,
+          parts: Iterable[str] = PARTS, device: str | None = None) -> dict[str, Any]:
+    """Measure the speed figures of SPEC §13 here; print a table (or, with ``json_output``, one
+    JSON object as the last line of standard output) and return them as a dict.
+
+    Args:
+        quick: a run of seconds (small_cnn only, fewer batches and repetitions) for smoke tests.
+        threads: torch CPU threads for the whole benchmark (default: 1 on CPU, torch's setting on GPU).
+        parts: which of "attack", "overhead", "search", "gpu" to measure.
+        device: "cpu" or "cuda" (default: cuda when available).
+    """
+    parts = set(parts)
+    unknown = parts - set(PARTS)
+    if unknown:
+        from trainables.registry import ConfigError
+
+        raise ConfigError("parts", sorted(unknown), f"choose from {', '.join(PARTS)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    s = settings(device, quick, threads)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(s.threads)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result: dict[str, Any] = {
+        "device": device if device == "cpu" else torch.cuda.get_device_name(),
+        "cpu": platform.processor() or platform.machine(), "threads": s.threads, "torch": torch.__version__,
+        "quick": quick, "repeats": s.repeats, "cases": [asdict(c) for c in s.cases],
+        "attack_efficiency": [], "non_model_overhead": [], "search_overhead": None,
+    }
+    try:
+        if parts & {"attack", "overhead"}:
+            for case in s.cases:
+                _log(f"timing {case.model}/{case.dataset}: batch {case.batch_size}, {case.batches} batches")
+                attack, overhead = measure_case(case, ATTACK_KS if "attack" in parts else (),
+                                                OVERHEAD_KS if "overhead" in parts else (), device, s.repeats)
+                result["attack_efficiency"] += attack
+                result["non_model_overhead"] += overhead
+        if "search" in parts:
+            _log(f"small search: {s.search_samples} trials x {s.search_epochs} epochs on digits")
+            search = measure_search_overhead(s.search_samples, s.search_epochs)
+            result["search_overhead"] = search["fraction"]
+            result["search"] = search
+        if "gpu" in parts and device == "cuda":
+            _log("GPU throughput per precision and with 1, 2, 4 processes sharing it")
+            result["gpu"] = measure_gpu(s)
+    finally:
+        torch.set_num_threads(previous_threads)
+    if load_before is not None:
+        result["load_average"] = {"before": load_before[0], "after": os.getloadavg()[0], "cpus": os.cpu_count()}
+    if json_output:
+        print(json.dumps(result), flush=True)
+    else:
+        print_report(result)
+    return result
+
+
+def print_report(result: dict[str, Any], console: Any = None) -> None:
+    """The benchmark as rich tables: each ratio next to its target."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    mark: Callable[[bool], str] = lambda ok: "[green]yes[/]" if ok else "[red]no[/]"  # noqa: E731
+    load = result.get("load_average") or {}
+    console.print(f"raysearch bench on {result['device']} ({result['threads']} threads, torch {result['torch']}"
+                  + (f", load average {load['before']:.1f} -> {load['after']:.1f} on {load['cpus']} CPUs"
+                     if load else "") + ")")
+    if result["attack_efficiency"]:
+        table = Table(title="Attack efficiency: PGD-K epoch / natural epoch")
+        for column in ("model", "batch", "K", "ratio", "limit (2K+3)/3", "target 1.10x", "met"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for row in result["attack_efficiency"]:
+            table.add_row(row["model"], f"{row['batch_size']}x{row['batches']}", str(row["k"]),
+                          f"{row['ratio']:.2f}", f"{row['limit']:.2f}", f"{row['target']:.2f}", mark(row["ok"]))
+        console.print(table)
+    if result["non_model_overhead"]:
+        table = Table(title="Non-model overhead: share of the epoch outside forward/backward passes")
+        for column in ("model", "K", "epoch s", "bare passes s", "share"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for row in result["non_model_overhead"]:
+            table.add_row(row["model"], str(row["k"]), f"{row['epoch_seconds']:.3f}", f"{row['model_seconds']:.3f}",
+                          f"{row['share']:.1%}")
+        console.print(table)
+    search = result.get("search")
+    if search:
+        console.print(f"Search overhead: {search['trial_seconds_sum']:.1f} trial s / ({search['wall_seconds']:.1f} wall s "
+                      f"x {search['concurrency']} slots) = {search['fraction']:.1%} of slot time in trials "
+                      f"(target >= {search['target']:.0%}: {mark(search['ok'])}; Ray start-up "
+                      f"{search['ray_start_seconds']:.1f} s not counted)")
+        if "in_trial_functions" in search:
+            console.print(f"  {search['in_trial_functions']:.1%} of slot time inside trial functions "
+                          f"({search['trial_function_seconds_sum']:.1f} s), of which training and evaluation "
+                          f"{search['trial_seconds_sum'] / max(search['trial_function_seconds_sum'], 1e-9):.1%}")
+    gpu = result.get("gpu")
+    if gpu:
+        table = Table(title=f"{gpu['name']}: preact_resnet18 PGD-10 training")
+        for column in ("setting", "images/s", "x 1 process"):
+            table.add_column(column, justify="right")
+        for row in gpu["precision"]:
+            table.add_row(row["precision"], f"{row['images_per_second']:.0f}", "")
+        for row in gpu["sharing"]:
+            table.add_row(f"{row['processes']} processes", f"{row['images_per_second']:.0f}", f"{row['speedup']:.2f}")
+        console.print(table)
+
+
+__all__ = ["Case", "Settings", "attack_limit", "attack_target", "bench", "non_model_share", "print_report",
+           "search_overhead_fraction", "settings"]
+
