@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.attacks import input_gradient, pgd_attack, pgd_step
+from trainables.attacks import pgd_attack
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,8 @@ class Accuracy:
 
 
 def fgsm_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """FGSM (Goodfellow et al.): one step of size ε from δ = 0."""
-    grad, _, _ = input_gradient(model, x, torch.zeros_like(x), y, F.cross_entropy)
-    return pgd_step(torch.zeros_like(x), grad, epsilon, x, epsilon)
+    """FGSM (Goodfellow et al.): one step of size ε from δ = 0, i.e. PGD-1 without random start."""
+    return pgd_attack(model, x, y, epsilon, epsilon, steps=1, random_start=False)
 
 
 def evaluate_accuracy(
