@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from trainables.compiled import forward_model
 from trainables.config import TrainConfig
 from trainables.cost import Cost, Stopwatch
 from trainables.data import Augment, BatchLoader, load_dataset
@@ -31,6 +32,10 @@ from trainables.schedules import EpochStats, build_schedule
 
 RUNNING, COMPLETED, DIVERGED, CO = "running", "completed", "diverged", "catastrophic_overfitting"
 BatchCallback = Callable[[int, int], None]  # (batch index, batches per epoch)
+
+
+def _identity(sums: torch.Tensor) -> torch.Tensor:
+    return sums
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,6 +62,8 @@ class Run:
     def __init__(self, config: TrainConfig, device: torch.device | str | None = None) -> None:
         self.config = cfg = config
         self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size)
         self.num_classes, self.input_shape = data.num_classes, data.input_shape
@@ -76,13 +83,15 @@ class Run:
                 self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         else:
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.forward_model = torch.compile(self.model) if cfg.compile else self.model
+        self.forward_model = forward_model(self.model, cfg.compile, cfg.method)
         self.method = build_method(cfg, len(train), data.input_shape, self.device, augment)
         self.schedule = build_schedule(cfg)
         beta = {"trades": cfg.trades.beta, "mart": cfg.mart.beta}.get(cfg.loss)
         self.ctx = StepContext(self.forward_model, self.optimizer, cfg.epsilon, build_loss(cfg.loss, beta),
                                self.autocast, cfg.attack_bn)
         self.cost = Cost()
+        # The epoch's statistics over every process of the run (data-parallel runs sum over ranks).
+        self.reduce_sums: Callable[[torch.Tensor], torch.Tensor] = _identity
         self.co = COMonitor(cfg.co.drop)
         self.epoch = 0
         self.status = RUNNING
@@ -121,7 +130,7 @@ class Run:
         plan: Plan = self.schedule.plan(t)
         self.method.start_epoch(t)
         batches = self.batches_per_epoch
-        sums = torch.zeros(4, device=self.device)  # loss·n, correct, grad_l1, alpha
+        sums = torch.zeros(5, device=self.device)  # loss·n, correct, grad_l1, alpha, examples
         count = forwards = backprops = 0
         self.model.train(True)
         with Stopwatch(self.device) as watch:
@@ -139,7 +148,8 @@ class Run:
                 backprops += stats.backprops
                 if on_batch is not None:
                     on_batch(i, batches)
-        loss_sum, correct, grad_l1, alpha_sum = sums.tolist()  # the epoch's one host sync
+        sums[4] = count
+        loss_sum, correct, grad_l1, alpha_sum, count = self.reduce_sums(sums).tolist()  # the one host sync
         self.cost.train_seconds += watch.seconds
         self.cost.forwards += forwards
         self.cost.backprops += backprops

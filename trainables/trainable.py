@@ -33,11 +33,9 @@ def split_trial_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str
 
 
 def apply_resources(search: dict[str, Any]) -> None:
-    """Threads = the trial's CPUs; with a fractional GPU, cap this process's CUDA memory to its
-    share so a neighbour on the same GPU cannot be pushed out of memory."""
-    cpus = int(search.get("cpus_per_trial") or 0)
-    if cpus > 0:
-        torch.set_num_threads(cpus)
+    """With a fractional GPU, cap this process's CUDA memory to its share so a neighbour on the
+    same GPU cannot be pushed out of memory. (CPU threads are the ``threads`` config key, which
+    raysearch sets to the trial's CPUs, so a recipe re-runs with the same numbers.)"""
     gpus = float(search.get("gpus_per_trial") or 0)
     if 0 < gpus < 1 and torch.cuda.is_available():
         torch.cuda.set_per_process_memory_fraction(gpus)
@@ -63,12 +61,27 @@ def tune_metrics(record: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def node_metrics() -> dict[str, str]:
+    """Where this trial runs: Ray's node id and the node's IP address."""
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+
+
 def tune_trainable(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable wrapping one :class:`~trainables.engine.Run`."""
+    """Ray Tune function trainable wrapping one :class:`~trainables.engine.Run` (with two or
+    more whole GPUs per trial: a data-parallel run, :mod:`trainables.distributed`)."""
     from ray import tune
 
     train_keys, search = split_trial_config(config)
     apply_resources(search)
+    gpus = float(search.get("gpus_per_trial") or 0)
+    if gpus >= 2 and torch.cuda.is_available():
+        from trainables.distributed import tune_data_parallel
+
+        tune_data_parallel(parse_config(train_keys), int(gpus))
+        return
+    node = node_metrics()
     run = Run(parse_config(train_keys))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -78,4 +91,4 @@ def tune_trainable(config: dict[str, Any]) -> None:
         record = run.step()
         with tempfile.TemporaryDirectory() as directory:
             save_run(run, directory)
-            tune.report(tune_metrics(record), checkpoint=tune.Checkpoint.from_directory(directory))
+            tune.report({**tune_metrics(record), **node}, checkpoint=tune.Checkpoint.from_directory(directory))
