@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     p.add_argument("--time-attr", choices=["backprops", "epoch"], help="ASHA's time axis")
 
+    p = commands.add_parser("bench", help="measure attack efficiency, overheads and GPU throughput here")
+    p.add_argument("--json", action="store_true", help="print all figures as one JSON object, last")
+    p.add_argument("--quick", action="store_true", help="a run of seconds: small_cnn only, fewer repetitions")
+
     p = commands.add_parser("report", help="write report.md, pareto.png, schedules.png, trials.csv and best.yaml")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a search (runs/<name>)")
 
@@ -74,6 +78,11 @@ def _run(args: argparse.Namespace) -> int:
         search(args.experiment, args.overrides, samples=args.samples, gpus_per_trial=args.gpus_per_trial,
                cpus_per_trial=args.cpus_per_trial, address=args.address, storage=args.storage,
                name=args.name, resume=args.resume, time_attr=args.time_attr)
+        return 0
+    if args.command == "bench":
+        from raysearch.bench import bench
+
+        bench(json_output=args.json, quick=args.quick)
         return 0
     if args.command == "report":
         from raysearch.report import report

@@ -177,6 +177,24 @@ def max_k(experiment: Experiment, space: Callable[..., Any]) -> int:
     return max(build_schedule(cfg).max_k(epochs) for cfg in configs)
 
 
+def _check_gpu_share(experiment: Experiment, space: Callable[..., Any], share: float) -> None:
+    """Refuse, before Ray starts, a GPU fraction whose memory cannot hold the costliest method
+    of the space (a measured estimate; :mod:`trainables.memory_estimate`)."""
+    if not 0 < share < 1:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    from search_spaces import strip_search_keys
+    from trainables.config import parse_config
+    from trainables.memory_estimate import check_gpu_share
+
+    methods = {parse_config({**experiment.train, **strip_search_keys(b)}).method for b in _branches(space)}
+    train = {**experiment.train, "data_root": _abs_data_root(experiment.train_config.data_root)}
+    check_gpu_share(train, share, torch.cuda.get_device_properties(0).total_memory, methods=methods)
+
+
 def _abs_data_root(root: str) -> str:
     # Ray runs each trial in its own working directory: a relative data_root would move.
     return root if _is_uri(root) else os.path.abspath(os.path.expanduser(root))
@@ -489,6 +507,7 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
     if not joined:
         available = local_resources()
         request = trial_resources(exp.search.cpus_per_trial, exp.search.gpus_per_trial, available)
+        _check_gpu_share(exp, space, request.get("gpu", 0.0))
     if resume is None:
         _write_text(_join(run_dir, EXPERIMENT_FILE),
                     yaml.safe_dump({**exp.to_dict(), "raysearch_version": _version()}, sort_keys=False))
