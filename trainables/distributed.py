@@ -30,7 +30,6 @@ import dataclasses
 import datetime
 import math
 import os
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,19 +169,16 @@ class DataParallelRun:
         return {"method": self.run.method.state_dict()}
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _init_group(rank: int, world: int, port: int, device_type: str) -> torch.device:
+def _init_group(rank: int, world: int, rendezvous: str, device_type: str) -> torch.device:
+    """Join the trial's process group. The ranks of one trial share a node, so they meet in a
+    file (``file://``): unlike a TCP port picked in advance, it cannot be taken by another
+    process between picking and binding (seen as a rare SIGABRT under load)."""
     if device_type == "cuda":
         torch.cuda.set_device(rank)
         device = torch.device("cuda", rank)
     else:
         device = torch.device("cpu")
-    dist.init_process_group("nccl" if device_type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}",
+    dist.init_process_group("nccl" if device_type == "cuda" else "gloo", init_method=f"file://{rendezvous}",
                             rank=rank, world_size=world, timeout=TIMEOUT)
     return device
 
@@ -208,12 +204,12 @@ def _save_shard(run: DataParallelRun) -> None:
     dist.barrier()
 
 
-def _worker(index: int, flat: dict[str, Any], world: int, port: int, device_type: str, threads: int,
+def _worker(index: int, flat: dict[str, Any], world: int, rendezvous: str, device_type: str, threads: int,
             restore: str | None) -> None:
     """Ranks 1 … world−1 (spawned)."""
     torch.set_num_threads(threads)
     rank = index + 1
-    device = _init_group(rank, world, port, device_type)
+    device = _init_group(rank, world, rendezvous, device_type)
     try:
         run = DataParallelRun(parse_config(flat), rank, world, device)
         _load(run, restore)
@@ -247,16 +243,17 @@ def train_data_parallel(config: dict[str, Any] | TrainConfig, world: int, on_epo
         device_type = "cuda" if torch.cuda.is_available() and torch.cuda.device_count() >= world else "cpu"
     if device_type == "cuda" and torch.cuda.device_count() < world:
         raise ConfigError("gpus_per_trial", world, f"this trial sees only {torch.cuda.device_count()} GPUs")
-    port = free_port()
+    meeting = tempfile.TemporaryDirectory(prefix="raysearch-ddp-")
+    rendezvous = os.path.join(meeting.name, "rendezvous")
     threads = torch.get_num_threads()
     per_rank = max(1, (cfg.threads or threads) // world)  # the trial's CPUs, split over its processes
     if cfg.threads:
         cfg = dataclasses.replace(cfg, threads=per_rank)
     restore_dir = None if restore is None else str(restore)
-    workers = mp.start_processes(_worker, args=(cfg.to_flat(), world, port, device_type, per_rank, restore_dir),
+    workers = mp.start_processes(_worker, args=(cfg.to_flat(), world, rendezvous, device_type, per_rank, restore_dir),
                                  nprocs=world - 1, join=False, start_method="spawn")
     torch.set_num_threads(per_rank)
-    device = _init_group(0, world, port, device_type)
+    device = _init_group(0, world, rendezvous, device_type)
     try:
         run = DataParallelRun(cfg, 0, world, device)
         _load(run, restore_dir)
@@ -280,6 +277,7 @@ def train_data_parallel(config: dict[str, Any] | TrainConfig, world: int, on_epo
         torch.set_num_threads(threads)
     while not workers.join():
         pass
+    meeting.cleanup()
     return run.run
 
 
