@@ -290,3 +290,10 @@ def test_pmp_criterion_formula(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(p.grad is None for p in model.parameters())
     # Natural training compared with nothing else: C = 0 exactly.
     assert pmp_criterion(model, x, y, eps, 0, 0.1, gamma, grid_k=()) == 0.0
+
+
+def test_tune_metrics_keep_the_objective_finite() -> None:
+    from trainables.trainable import tune_metrics
+
+    assert tune_metrics({"objective": float("nan"), "train_loss": float("nan")})["objective"] == DIVERGED_OBJECTIVE
+    assert tune_metrics({"objective": 0.25, "k": 3}) == {"objective": 0.25, "k": 3}

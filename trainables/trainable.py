@@ -20,6 +20,7 @@ import torch
 
 from trainables.config import parse_config
 from trainables.engine import Run
+from trainables.objective import DIVERGED_OBJECTIVE
 
 SEARCH_PREFIX = "search."
 STATE_FILE, BEST_FILE = "state.pt", "best.pt"
@@ -52,13 +53,10 @@ def load_run_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def tune_metrics(record: dict[str, Any]) -> dict[str, Any]:
-    """Tune's metrics for one epoch record: NaN/inf become None-free finite numbers."""
-    metrics: dict[str, Any] = {}
-    for key, value in record.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            value = float("nan") if key != "objective" else 10.0
-        metrics[key] = value
-    return metrics
+    """Tune's metrics for one epoch record; the objective is always finite, so that ASHA and
+    Optuna can rank every trial (a non-finite one gets the divergence penalty)."""
+    objective = record.get("objective", DIVERGED_OBJECTIVE)
+    return {**record, "objective": objective if math.isfinite(objective) else DIVERGED_OBJECTIVE}
 
 
 def node_metrics() -> dict[str, str]:
