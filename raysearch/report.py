@@ -27,19 +27,20 @@ from typing import Any
 
 import yaml
 
-from raysearch.results import RunInfo, best_trial, describe, finite, load_run, ranked, write_csv
+from raysearch.plots import plot_pareto, plot_schedules
+from raysearch.results import (
+    RunInfo,
+    best_trial,
+    describe,
+    finite,
+    load_run,
+    metric,
+    ranked,
+    write_csv,
+)
 
 TRIALS_CSV, PARETO_PNG, SCHEDULES_PNG = "trials.csv", "pareto.png", "schedules.png"
 REPORT_MD, BEST_YAML, EVALUATION_MD = "report.md", "best.yaml", "evaluation.md"
-FIGSIZE, DPI = (8.0, 5.0), 120
-STATUS_STYLE = {  # status -> (color, marker, label)
-    "completed": ("tab:blue", "o", "completed"),
-    "pruned": ("tab:gray", "x", "pruned (stopped early by ASHA)"),
-    "catastrophic_overfitting": ("tab:orange", "D", "catastrophic overfitting"),
-    "diverged": ("tab:red", "v", "diverged"),
-    "failed": ("black", "X", "failed"),
-    "running": ("tab:purple", ".", "unfinished"),
-}
 # trial-config keys that are columns of their own or belong to the experiment, not the recipe
 _NOT_PARAMS = frozenset({"method", "loss", "schedule", "data_root", "device", "download"})
 
@@ -73,10 +74,6 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return [i in on for i in range(len(points))]
 
 
-def _metric(trial: dict[str, Any], key: str) -> float:
-    return finite(trial["metrics"].get(key))
-
-
 def _pct(value: float) -> str:
     return "–" if math.isnan(value) else f"{100 * value:.1f}%"
 
@@ -92,7 +89,7 @@ def _ratio(value: float, reference: float | None) -> float:
 
 def _pareto_flags(trials: list[dict[str, Any]]) -> list[bool]:
     """Pareto membership among completed trials (a stopped trial's point is a partial budget)."""
-    points = [(_metric(t, "robust_acc"), _metric(t, "backprops")) if t["status"] == "completed"
+    points = [(metric(t, "robust_acc"), metric(t, "backprops")) if t["status"] == "completed"
               else (math.nan, math.nan) for t in trials]
     return pareto_front(points)
 
@@ -133,7 +130,7 @@ def trial_rows(run: RunInfo) -> list[dict[str, Any]]:
         for key in ("method", "loss", "schedule"):
             row[key] = _resolved(cfg, key)
         row.update({key: cfg.get(key, "") for key in params})
-        backprops = _metric(trial, "backprops")
+        backprops = metric(trial, "backprops")
         row.update({
             "status": trial["status"], "optuna_state": trial["optuna_state"] or "",
             "epochs": m.get("epoch", ""), "clean_acc": m.get("clean_acc", ""), "robust_acc": m.get("robust_acc", ""),
@@ -176,182 +173,16 @@ def best_experiment(run: RunInfo, trial: dict[str, Any]) -> dict[str, Any]:
 
 def _best_yaml(run: RunInfo, trial: dict[str, Any]) -> str:
     m = trial["metrics"]
-    ratio = _ratio(_metric(trial, "backprops"), run.reference_backprops)
+    ratio = _ratio(metric(trial, "backprops"), run.reference_backprops)
     lines = [
         f"# Best recipe of run {run.name}: trial {trial['trial_id']} ({trial['status']}), {describe(trial['config'])}",
-        f"# validation after {m.get('epoch')} epochs: robust acc {_pct(_metric(trial, 'robust_acc'))}, "
-        f"clean acc {_pct(_metric(trial, 'clean_acc'))}, {m.get('backprops')} backprops"
-        + ("" if math.isnan(ratio) else f" ({ratio:.2f}x PGD-10)") + f", objective {_metric(trial, 'objective'):.4f}",
+        f"# validation after {m.get('epoch')} epochs: robust acc {_pct(metric(trial, 'robust_acc'))}, "
+        f"clean acc {_pct(metric(trial, 'clean_acc'))}, {m.get('backprops')} backprops"
+        + ("" if math.isnan(ratio) else f" ({ratio:.2f}x PGD-10)") + f", objective {metric(trial, 'objective'):.4f}",
         f"# Re-run: raysearch train best.yaml   (written by raysearch {run.version or 'unknown'})",
     ]
     body = yaml.safe_dump(best_experiment(run, trial), sort_keys=False, allow_unicode=True)
     return "\n".join(lines) + "\n" + body
-
-
-# ---------------------------------------------------------------------------- plots
-
-
-def _eval_label(run: RunInfo) -> str:
-    from trainables.config import parse_config
-
-    try:
-        steps = parse_config(run.trials[0]["config"]).eval.steps
-    except Exception:
-        steps = 10
-    return f"robust accuracy (PGD-{steps}, validation split)"
-
-
-def _title(run: RunInfo, what: str) -> str:
-    e = run.experiment
-    eps = run.epsilon
-    eps_text = f"{eps * 255:.0f}/255" if abs(eps * 255 - round(eps * 255)) < 1e-6 and eps < 0.2 else f"{eps:g}"
-    return f"{run.name}: {what}\n{e.get('dataset', '?')}, {e.get('model', '?')}, ε = {eps_text}, {run.epochs} epochs"
-
-
-def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
-    """Robust accuracy vs backprops of every trial, the front, the defaults and the PGD-10 budget."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
-    points = [(t, _metric(t, "backprops"), _metric(t, "robust_acc")) for t in run.trials]
-    points = [(t, x, y) for t, x, y in points if x > 0 and not math.isnan(y)]
-    for status, (color, marker, label) in STATUS_STYLE.items():
-        group = [(x, y) for t, x, y in points if t["status"] == status]
-        if group:
-            xs, ys = zip(*group, strict=True)
-            ax.scatter(xs, ys, c=color, marker=marker, s=36, alpha=0.85, label=f"{label} ({len(group)})", zorder=3)
-    on_front = {t["trial_id"] for t, on in zip(run.trials, flags, strict=True) if on}
-    front = sorted((x, y) for t, x, y in points if t["trial_id"] in on_front)
-    xs_all = [x for _, x, _ in points] + ([run.reference_backprops] if run.reference_backprops else [])
-    if front:
-        fx, fy = zip(*front, strict=True)
-        right = max(xs_all) * 1.05
-        ax.step([*fx, right], [*fy, fy[-1]], where="post", color="tab:green", lw=1.8, zorder=2,
-                label="Pareto front (completed trials)")
-        ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="tab:green", lw=1.5, zorder=4)
-    if run.reference_backprops:
-        ax.axvline(run.reference_backprops, color="dimgray", ls="--", lw=1.2, zorder=1,
-                   label=f"PGD-10 budget: 11·M·epochs = {run.reference_backprops:,} backprops")
-    from matplotlib.ticker import FuncFormatter, LogLocator, PercentFormatter
-
-    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
-    log = bool(xs_all) and max(xs_all) / max(min(xs_all), 1) > 10
-    if log:
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    ax.xaxis.set_major_formatter(plain)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.autoscale_view()
-
-    def offset(x: float, y: float, i: int) -> tuple[float, float, str]:
-        """Label offset (points) that points into the axes, away from the nearest edges."""
-        xa, ya = ax.transAxes.inverted().transform(ax.transData.transform((x, y)))
-        dx = 12 if xa < 0.65 else -12
-        dy = (14 + 10 * (i % 2)) * (1 if ya < 0.75 else -1)
-        return dx, dy, "left" if dx > 0 else "right"
-
-    labelled = [t for t, _, _ in points if t["warm_start"]]
-    for i, trial in enumerate(labelled):
-        x, y = _metric(trial, "backprops"), _metric(trial, "robust_acc")
-        ax.scatter([x], [y], marker="*", s=220, facecolors="gold", edgecolors="black", lw=0.8, zorder=5,
-                   label="paper default (warm start)" if i == 0 else None)
-        dx, dy, ha = offset(x, y, i)
-        ax.annotate(trial["warm_start"] + ("" if trial["status"] == "completed" else f" [{trial['status']}]"),
-                    (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, ha=ha,
-                    arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.7})
-    best = best_trial(run.trials)
-    if best is not None and not math.isnan(_metric(best, "robust_acc")):
-        ax.scatter([_metric(best, "backprops")], [_metric(best, "robust_acc")], s=340, facecolors="none",
-                   edgecolors="crimson", lw=2, zorder=6,
-                   label=f"best (lowest objective): {describe(best['config'])}, trial {best['trial_id']}")
-    if run.reference_backprops:
-        ref = run.reference_backprops
-        def to_fraction(b: Any) -> Any:
-            return b / ref
-
-        def to_backprops(r: Any) -> Any:
-            return r * ref
-
-        top = ax.secondary_xaxis("top", functions=(to_fraction, to_backprops))
-        if log:
-            top.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
-        top.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-        top.set_xlabel("fraction of the PGD-10 budget", fontsize=8)
-    ax.set_xlabel("training cost: backprops (cumulative backward passes)")
-    ax.set_ylabel(_eval_label(run))
-    ax.set_title(_title(run, "robustness vs. training compute"), fontsize=10)
-    ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best", framealpha=0.85)
-    else:
-        ax.text(0.5, 0.5, "no trial reported a result", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _schedule_trials(run: RunInfo, top: int = 3) -> list[tuple[dict[str, Any], int | None]]:
-    """(trial, rank or None) for the ``top`` completed trials and then the paper defaults."""
-    best = [t for t in ranked(run.trials) if t["status"] == "completed"][:top]
-    chosen: list[tuple[dict[str, Any], int | None]] = [(t, i + 1) for i, t in enumerate(best)]
-    chosen += [(t, None) for t in run.trials if t["warm_start"] and t not in best]
-    return [(t, rank) for t, rank in chosen if t["history"]]
-
-
-def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
-    """K(t) per epoch (and α(t)/ε when it varies) of the top trials and the paper defaults."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    chosen = _schedule_trials(run, top)
-    eps = run.epsilon
-    alphas = {t["trial_id"]: [finite(r.get("alpha")) / eps for r in t["history"]] for t, _ in chosen}
-    varies = any(max(a) - min(a) > 1e-3 for a in alphas.values() if a and not any(map(math.isnan, a)))
-    fig, axes = plt.subplots(2 if varies else 1, 1, figsize=FIGSIZE, dpi=DPI, sharex=True, squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 2]} if varies else None)
-    k_ax = axes[0][0]
-    colors = plt.get_cmap("tab10")
-    for i, (trial, rank) in enumerate(chosen):
-        epochs = [r.get("epoch", j + 1) for j, r in enumerate(trial["history"])]
-        ks = [finite(r.get("k")) for r in trial["history"]]
-        label = ("" if rank is None else f"#{rank} ") + f"{trial['trial_id']}: {describe(trial['config'])}"
-        if trial["warm_start"]:
-            label += f" — {trial['warm_start']}"
-        if trial["status"] != "completed":
-            label += f" [{trial['status']}]"
-        # Schedules often coincide (every M+ trial steps 0, 1, 1, 2, ...): distinct markers and
-        # thinner lines drawn later keep the earlier ones visible underneath.
-        style = {"color": colors(i % 10), "marker": "os^Dv<>P"[i % 8], "ms": 6 - 0.4 * i,
-                 "lw": max(0.8, 2.6 - 0.3 * i), "alpha": 0.9,
-                 "ls": "--" if trial["warm_start"] else "-"}
-        k_ax.plot(epochs, ks, label=label, **style)
-        if varies:
-            axes[1][0].plot(epochs, alphas[trial["trial_id"]], **style)
-    k_ax.set_ylabel("K (attack backprops / batch)" if not varies else "K per batch")
-    k_ax.yaxis.get_major_locator().set_params(integer=True)
-    k_ax.grid(True, alpha=0.25)
-    if varies:
-        axes[1][0].set_ylabel("step size α / ε")
-        axes[1][0].grid(True, alpha=0.25)
-    axes[-1][0].set_xlabel("epoch")
-    axes[-1][0].xaxis.get_major_locator().set_params(integer=True)
-    k_ax.set_title(_title(run, f"attack schedules of the top {top} trials and the paper defaults"), fontsize=10)
-    if not chosen:
-        k_ax.text(0.5, 0.5, "no trial reported an epoch", ha="center", va="center", transform=k_ax.transAxes)
-    handles, labels = k_ax.get_legend_handles_labels()
-    rows = math.ceil(len(labels) / 2)
-    if labels:  # below the axes: the lines stay visible
-        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, min(0.4, 0.035 * rows + 0.01), 1, 1))
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------- report.md
@@ -359,9 +190,9 @@ def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
 
 def compare(best: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     """Robust-accuracy difference (points) and compute ratio backprops_best / backprops_other."""
-    diff = 100 * (_metric(best, "robust_acc") - _metric(other, "robust_acc"))
-    other_bp = _metric(other, "backprops")
-    ratio = _metric(best, "backprops") / other_bp if other_bp > 0 else math.nan
+    diff = 100 * (metric(best, "robust_acc") - metric(other, "robust_acc"))
+    other_bp = metric(other, "backprops")
+    ratio = metric(best, "backprops") / other_bp if other_bp > 0 else math.nan
     return {"against": other["warm_start"] or other["trial_id"], "trial_id": other["trial_id"],
             "status": other["status"], "robust_points": diff, "compute_ratio": ratio}
 
@@ -394,12 +225,12 @@ def _headline(run: RunInfo, best: dict[str, Any] | None, comparisons: list[dict[
     if best is None:
         return ["No trial finished with a usable result; see the table below."]
     m = best["metrics"]
-    ratio = _ratio(_metric(best, "backprops"), run.reference_backprops)
+    ratio = _ratio(metric(best, "backprops"), run.reference_backprops)
     lines = [f"Best recipe: **{describe(best['config'])}** (trial {best['trial_id']}, {best['status']}"
              + (f", the {best['warm_start']} default" if best["warm_start"] else "") + "): "
-             f"robust accuracy {_pct(_metric(best, 'robust_acc'))}, clean accuracy {_pct(_metric(best, 'clean_acc'))}, "
+             f"robust accuracy {_pct(metric(best, 'robust_acc'))}, clean accuracy {_pct(metric(best, 'clean_acc'))}, "
              f"{m.get('backprops')} backprops" + ("" if math.isnan(ratio) else f" ({ratio:.2f}× the PGD-10 budget)")
-             + f", objective {_metric(best, 'objective'):.4f}."]
+             + f", objective {metric(best, 'objective'):.4f}."]
     lines += [f"- {_comparison_line(c)}" for c in comparisons]
     if not any(c["against"] == "PGD-10" for c in comparisons) and best["warm_start"] != "PGD-10":
         lines.append("- PGD-10 itself was not run in this search; its budget is "
@@ -513,7 +344,7 @@ def report(run_dir: str | os.PathLike[str], progress: bool = True) -> ReportResu
     if progress:
         _print_summary(run, rows, headline, files)
     pareto = [t["trial_id"] for t, on in zip(run.trials, flags, strict=True) if on]
-    pareto.sort(key=lambda tid: _metric(next(t for t in run.trials if t["trial_id"] == tid), "backprops"))
+    pareto.sort(key=lambda tid: metric(next(t for t in run.trials if t["trial_id"] == tid), "backprops"))
     return ReportResult(root, files, best, pareto, comparisons, warnings, "\n".join(headline))
 
 

@@ -83,6 +83,11 @@ def finite(value: Any) -> float:
     return number if math.isfinite(number) else math.nan
 
 
+def metric(trial: dict[str, Any], key: str) -> float:
+    """A trial's last value of ``key`` as a float (NaN when missing or not finite)."""
+    return finite(trial["metrics"].get(key))
+
+
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     """Rows as CSV with the union of their keys as columns (first-seen order), NaN as empty."""
     import csv
