@@ -133,7 +133,8 @@ class _Probe:
     upper end of every numeric range (K is never larger elsewhere)."""
 
     def __init__(self, path: list[int]) -> None:
-        self.path, self.depth, self.params = list(path), 0, {}
+        self.path, self.depth = list(path), 0
+        self.params: dict[str, Any] = {}
         self.branches: list[tuple[int, int]] = []
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:

@@ -102,7 +102,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
 
     @property
     def study(self) -> optuna.Study:
-        return self._ot_study
+        return self._ot_study  # type: ignore[return-value]  # set in OptunaSearch.__init__
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)
@@ -153,10 +153,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if not finished:
             return TrialState.PRUNED, None
         metrics = self.metric if self._multi_objective() else [self.metric]
-        values = [result.get(m) for m in metrics]
-        if any(v is None or not math.isfinite(float(v)) for v in values):
+        raw = [result.get(m) for m in metrics]
+        if any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in raw):
             return TrialState.FAIL, None
-        values = [float(v) for v in values]
+        values = [float(v) for v in raw]  # type: ignore[arg-type]  # checked just above
         return TrialState.COMPLETE, values if self._multi_objective() else values[0]
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
@@ -171,7 +171,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if result:
             self._record_outcome_metrics(trial_id, result)
         try:
-            self._ot_study.tell(self._ot_trials[trial_id], values, state=state)
+            self.study.tell(self._ot_trials[trial_id], values, state=state)
         except Exception as exc:  # already finished (a resumed run re-completing a trial)
             logger.warning("Optuna did not take the outcome of trial %s: %s", trial_id, exc)
         self._completed_trials.add(trial_id)
@@ -201,10 +201,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
         super().restore(checkpoint_path)
         self._reported_steps = getattr(self, "_reported_steps", {})
         known = {t._trial_id for t in self._ot_trials.values()}
-        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if frozen._trial_id in known:
                 continue
-            self._ot_study.tell(frozen.number, state=TrialState.FAIL)
+            self.study.tell(frozen.number, state=TrialState.FAIL)
             fixed = frozen.system_attrs.get("fixed_params")
             if fixed:
-                self._ot_study.enqueue_trial(fixed)
+                self.study.enqueue_trial(fixed)

@@ -63,7 +63,7 @@ def train(
     from raysearch import __version__
     from raysearch.experiment import load_experiment
 
-    exp = load_experiment(experiment, list(overrides))
+    exp = load_experiment(Path(experiment), list(overrides))
     config = exp.train_config
 
     from torch.utils.tensorboard import SummaryWriter

@@ -77,7 +77,7 @@ class Run:
         self.model = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std)
         self.model.to(self.device)
         if self._channels_last():
-            self.model.to(memory_format=torch.channels_last)
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if cfg.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
                 self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

@@ -47,6 +47,7 @@ class Free:
             grad = delta.grad
             assert grad is not None
             delta = pgd_step(delta.detach(), grad, alpha, x, ctx.epsilon)
+        assert grad is not None
         if self.carry_delta:
             self.delta = delta.detach()
         return BatchStats(

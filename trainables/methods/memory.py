@@ -54,7 +54,7 @@ class PerturbationMemory:
         if self.augment is not None and batch.aug is not None:
             delta = self.augment.store(self._full(self.delta[batch.index]), delta, batch.aug)
         if delta.shape[-2:] != self.delta.shape[-2:]:
-            delta = F.adaptive_avg_pool2d(delta, self.delta.shape[-2:])
+            delta = F.adaptive_avg_pool2d(delta, (self.delta.shape[-2], self.delta.shape[-1]))
         self.delta[batch.index] = delta.detach().to(self.delta.dtype)
 
     def state_dict(self) -> dict[str, Any]:
