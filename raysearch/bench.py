@@ -39,8 +39,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-
 ATTACK_KS = (1, 3, 10)
 OVERHEAD_KS = (0, 10)
 TARGET_FACTOR = 1.10
@@ -103,6 +101,8 @@ def settings(device: str, quick: bool, threads: int | None = None) -> Settings:
     """CPU: 1 thread, batch 32 (small_cnn 10 batches, preact_resnet18 2 per epoch), 3 repetitions.
     GPU: batch 128 (small_cnn the whole digits split, 9 batches; preact_resnet18 8), 5.
     Quick: small_cnn only, 3 batches, 2 repetitions, the smallest search."""
+    import torch
+
     gpu = device == "cuda"
     # One CPU thread by default, as a trial with cpus_per_trial 1 runs: stable on a shared
     # machine (OpenMP threads that wait for a descheduled sibling make timings erratic).
@@ -139,6 +139,7 @@ def bare_pass_seconds(run: Any, k: int) -> float:
     """Seconds of the forward/backward passes of one PGD-K epoch of ``run``, run bare on one
     pre-made batch: per batch K forward + input-gradient backward passes (attack batch-norm
     mode) and one forward + weight backward, under the run's autocast; no optimizer step."""
+    import torch
     import torch.nn.functional as F
 
     from trainables.cost import Stopwatch
@@ -240,6 +241,8 @@ def measure_search_overhead(samples: int, epochs: int, storage: str | None = Non
 def measure_precisions(case: Case, device: str, repeats: int,
                        precisions: Iterable[str] = ("fp32", "bf16")) -> list[dict[str, Any]]:
     """Images/s of PGD-10 training of ``case`` per precision (channels_last as the engine picks)."""
+    import torch
+
     rows = []
     for precision in precisions:
         run = _make_run(case, 10, device, precision=precision)
@@ -257,6 +260,8 @@ def measure_precisions(case: Case, device: str, repeats: int,
 def _share_worker(case: Case, device: str, processes: int, epochs: int, threads: int,
                   barrier: Any, results: Any) -> None:
     """One of ``processes`` trials sharing a device: warm up, wait for the others, train."""
+    import torch
+
     torch.set_num_threads(threads)
     if device == "cuda":
         torch.cuda.set_per_process_memory_fraction(1.0 / processes)
@@ -294,6 +299,8 @@ def measure_sharing(case: Case, device: str, processes: Iterable[int] = SHARE_PR
 
 
 def measure_gpu(s: Settings) -> dict[str, Any]:
+    import torch
+
     case = Case("preact_resnet18", "synthetic", s.gpu_batch_size, s.gpu_batches)
     return {"name": torch.cuda.get_device_name(),
             "memory_bytes": torch.cuda.get_device_properties(0).total_memory,
@@ -312,6 +319,8 @@ def bench(json_output: bool = False, quick: bool = False, *, threads: int | None
         parts: which of "attack", "overhead", "search", "gpu" to measure.
         device: "cpu" or "cuda" (default: cuda when available).
     """
+    import torch
+
     parts = set(parts)
     unknown = parts - set(PARTS)
     if unknown:
