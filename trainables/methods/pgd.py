@@ -38,8 +38,8 @@ class PGD(StatelessMethod):
         forwards = 0
         if k > 0:
             clean_probs, forwards = clean_probabilities(ctx, x)
-            delta = random_init(x, ctx.epsilon) if self.init == "uniform" else torch.zeros_like(x)
-            delta, grad_l1 = attack_steps(ctx, x, y, delta, k, alpha, clean_probs)
+            delta, grad_l1 = attack_steps(ctx, x, y, self.initial_delta(batch, ctx), k, alpha, clean_probs)
+            self.store(batch, delta)
             x_adv = x + delta
         else:
             x_adv, grad_l1 = x, torch.zeros((), device=x.device)
@@ -49,6 +49,15 @@ class PGD(StatelessMethod):
             alpha=float(alpha) if k > 0 else 0.0,
             forwards=forwards + k + used, backprops=k + 1,
         )
+
+    def initial_delta(self, batch: Batch, ctx: StepContext) -> torch.Tensor:
+        """Where the attack starts: U(−ε, ε) or zero (ATTA overrides: the previous epoch's δ)."""
+        x = batch.x
+        return random_init(x, ctx.epsilon) if self.init == "uniform" else torch.zeros_like(x)
+
+    def store(self, batch: Batch, delta: torch.Tensor) -> None:
+        """Keep the batch's final perturbation (PGD forgets it; ATTA remembers it)."""
+        return None
 
 
 class FGSMRS(PGD):
