@@ -286,13 +286,12 @@ def tune_data_parallel(cfg: TrainConfig, world: int) -> None:
     reports every epoch with a checkpoint holding its state and the other ranks' shards."""
     from ray import tune
 
-    from trainables.trainable import node_metrics, save_run, tune_metrics
+    from trainables.trainable import node_metrics, report_epoch
 
     node = {**node_metrics(), "world_size": world}
 
     def report(run: Run, record: dict[str, Any], directory: str) -> None:
-        save_run(run, directory)
-        tune.report({**tune_metrics(record), **node}, checkpoint=tune.Checkpoint.from_directory(directory))
+        report_epoch(run, record, directory, node)
 
     checkpoint = tune.get_checkpoint()
     with tempfile.TemporaryDirectory() as restore:

@@ -66,6 +66,14 @@ def node_metrics() -> dict[str, str]:
     return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
 
 
+def report_epoch(run: Run, record: dict[str, Any], directory: str, extra: dict[str, Any]) -> None:
+    """Save the run's state into ``directory`` and report the epoch to Tune with it as checkpoint."""
+    from ray import tune
+
+    save_run(run, directory)
+    tune.report({**tune_metrics(record), **extra}, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
 def tune_trainable(config: dict[str, Any]) -> None:
     """Ray Tune function trainable wrapping one :class:`~trainables.engine.Run` (with two or
     more whole GPUs per trial: a data-parallel run, :mod:`trainables.distributed`)."""
@@ -88,5 +96,4 @@ def tune_trainable(config: dict[str, Any]) -> None:
     while not run.finished:
         record = run.step()
         with tempfile.TemporaryDirectory() as directory:
-            save_run(run, directory)
-            tune.report({**tune_metrics(record), **node}, checkpoint=tune.Checkpoint.from_directory(directory))
+            report_epoch(run, record, directory, node)
