@@ -98,8 +98,9 @@ def summary_text(result: SearchResult, experiment: Experiment) -> str:
         lines.append(f"warm start {row['warm_start']} [{row['status']}]: {describe(row)}")
     lines.append(f"reference PGD-10 budget: {result.reference_backprops} backprops "
                  f"({experiment.train_config.epochs} epochs)")
-    lines.append(f"wall {result.wall_seconds:.1f} s, trial time {result.trial_seconds_sum:.1f} s on "
-                 f"{result.concurrency} slot(s): {result.search_overhead:.0%} of slot time inside trials")
+    lines.append(f"wall {result.wall_seconds:.1f} s (start-up {result.startup_seconds:.1f} s), trial time "
+                 f"{result.trial_seconds_sum:.1f} s on {result.concurrency} slot(s): "
+                 f"{result.search_overhead:.0%} of slot time inside trials")
     lines.append(f"run directory: {result.run_dir}")
     lines.append(f"TensorBoard:   tensorboard --logdir {result.tensorboard_dir}")
     return "\n".join(lines)

@@ -56,7 +56,8 @@ class SearchResult:
     paper default's label or None) and ``path``. ``warm_start``: the warm-start trials.
     ``search_overhead``: summed trial seconds (training + evaluation) / (wall seconds ×
     concurrent slots): the share of the slots' time spent inside trials; the rest is Ray
-    start-up, scheduling, checkpointing and idle slots (target ≥ 0.90).
+    start-up, scheduling, checkpointing and idle slots (target ≥ 0.90). ``startup_seconds``:
+    from the call to the start of Tune (checking the input, starting Ray, building the Tuner).
     """
 
     run_dir: str
@@ -69,6 +70,7 @@ class SearchResult:
     concurrency: int
     reference_backprops: int = 0
     pareto: list[str] = field(default_factory=list)
+    startup_seconds: float = 0.0
 
     @property
     def search_overhead(self) -> float:
@@ -296,6 +298,10 @@ def _build_tuner(experiment: Experiment, *, run_dir: str, storage: str, name: st
             search_alg=searcher,
             scheduler=make_scheduler(s, epochs=cfg.epochs, max_t=max_t),
             num_samples=s.samples,
+            # As many trials at once as there are slots. This also lets Tune start every
+            # slot's actor at once: without a limit it keeps one trial pending for a custom
+            # searcher, so the second slot's actor is only requested once the first runs
+            # (~3 s idle on the demo), and a queued suggestion waits with stale information.
             max_concurrent_trials=max_concurrent,
             trial_dirname_creator=_trial_dirname,
             # A fresh actor per trial costs a process start and the torch import (seconds),
@@ -442,7 +448,7 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
         callbacks = [progress_callback(exp.search.samples)] if progress else []
         if resume is None:
             tuner = _build_tuner(exp, run_dir=run_dir, storage=storage_path, name=run_name, trainable=wrapped,
-                                 space=space, points=points, max_t=budget, request=request, max_concurrent=exp.search.max_concurrent,
+                                 space=space, points=points, max_t=budget, request=request, max_concurrent=concurrency,
                                  callbacks=callbacks)
         else:
             # Finished trials are kept; unfinished ones continue from their last checkpoint;
@@ -450,6 +456,7 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
             # they stay failed (resume_errored=False) rather than run a third time.
             tuner = tune.Tuner.restore(run_dir, trainable=wrapped, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)
+        startup = time.monotonic() - start
         grid = tuner.fit()
 
     wall = time.monotonic() - start
@@ -472,6 +479,7 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
         concurrency=concurrency,
         reference_backprops=reference_backprops(cfg.epochs, m),
         pareto=pareto,
+        startup_seconds=startup,
     )
     if progress:
         print(summary_text(result, exp), flush=True)

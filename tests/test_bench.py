@@ -87,7 +87,7 @@ def test_report_shows_each_ratio_next_to_its_target() -> None:
                                 "share": 0.1}],
         "search_overhead": 0.5,
         "search": {"fraction": 0.5, "target": 0.9, "ok": False, "wall_seconds": 10.0, "trial_seconds_sum": 10.0,
-                   "concurrency": 2, "ray_start_seconds": 3.0},
+                   "concurrency": 2, "startup_seconds": 3.0, "trials": 24, "epochs": 6},
         "gpu": {"name": "GPU", "precision": [{"precision": "bf16", "images_per_second": 1000.0}],
                 "sharing": [{"processes": 2, "images_per_second": 1500.0, "speedup": 1.5}]},
     }
@@ -96,6 +96,7 @@ def test_report_shows_each_ratio_next_to_its_target() -> None:
     text = console.export_text()
     assert "8.00" in text and "7.67" in text and "8.43" in text
     assert "10.0%" in text and "50.0% of slot time in trials" in text and "1.50" in text
+    assert "24 trials of up to 6 epochs" in text and "start-up before Tune 3.0 s" in text
 
 
 def test_gpu_measurements_run_on_any_device() -> None:

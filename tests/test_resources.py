@@ -47,3 +47,32 @@ def test_concurrent_slots() -> None:
 def test_local_resources_without_ray() -> None:
     found = local_resources()
     assert found["CPU"] >= 1 and found["GPU"] >= 0
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [([], 2), (["search.max_concurrent=1"], 1)])
+def test_search_runs_one_trial_per_slot(overrides: list[str], expected: int, tmp_path, monkeypatch) -> None:
+    """Tune gets max_concurrent_trials = the slots (two 1-CPU trials on 2 CPUs), so it starts
+    every slot's actor at once and asks Optuna only when a slot frees (without a limit it
+    keeps one trial pending for a custom searcher: the second slot starts seconds late)."""
+    import ray
+    from ray import tune
+
+    from raysearch.search import search
+
+    captured = {}
+
+    class Tuner:
+        def __init__(self, trainable, *, param_space, tune_config, run_config) -> None:
+            captured["max_concurrent_trials"] = tune_config.max_concurrent_trials
+
+        def fit(self) -> list:
+            return []
+
+    monkeypatch.setattr(tune, "Tuner", Tuner)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = search("demo", ["search.cpus_per_trial=1", *overrides], storage=str(tmp_path), name="slots",
+                        progress=False)
+    finally:
+        ray.shutdown()
+    assert captured["max_concurrent_trials"] == result.concurrency == expected
