@@ -41,6 +41,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from raysearch.search import search_overhead_fraction
+
 ATTACK_KS = (1, 3, 10)
 OVERHEAD_KS = (0, 10)
 TARGET_FACTOR = 1.10
@@ -56,12 +58,6 @@ def attack_limit(k: int) -> float:
 
 def attack_target(k: int) -> float:
     return TARGET_FACTOR * attack_limit(k)
-
-
-def search_overhead_fraction(trial_seconds_sum: float, wall_seconds: float, slots: int) -> float:
-    """Summed trial seconds / (wall seconds × concurrent slots): the share of slot time in trials."""
-    capacity = wall_seconds * max(1, slots)
-    return trial_seconds_sum / capacity if capacity > 0 else 0.0
 
 
 def non_model_share(epoch_seconds: float, model_seconds: float) -> float:
@@ -221,7 +217,7 @@ def measure_search_overhead(samples: int | None = None, overrides: Iterable[str]
     finally:
         if started:
             ray.shutdown()
-    fraction = search_overhead_fraction(result.trial_seconds_sum, result.wall_seconds, result.concurrency)
+    fraction = result.search_overhead
     # Where the rest goes: before Tune starts (checks, Ray, the Tuner), outside the trial
     # functions afterwards (actor start-up, scheduling, idle slots at the end) or inside them
     # but outside training and evaluation (building the run, checkpoints, reports).

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from raysearch.results import write_csv
+from raysearch.results import BEST_FILE, STATE_FILE, write_csv
 from trainables.registry import ConfigError
 
 if TYPE_CHECKING:  # torch loads when an evaluation runs, not when raysearch is imported
@@ -52,7 +52,6 @@ LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 DEFAULT_ATTACKS = ("pgd50x10", "cw20", "autoattack")
 EVALUATION_CSV, EVALUATION_MD = "evaluation.csv", "evaluation.md"
-STATE_FILE, BEST_FILE = "state.pt", "best.pt"
 AUTOATTACK_MISSING = ("AutoAttack skipped: torchattacks is not installed "
                       "(install raysearch[autoattack], i.e. pip install 'raysearch[autoattack]')")
 STEP_FRACTION = 0.25  # α = ε/4 for every PGD and CW attack here, as in the in-loop PGD-10
@@ -105,20 +104,12 @@ def attack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon:
                     restarts: int, loss_fn: LossFn | None = None, batch_size: int = 500) -> float:
     """Accuracy under :func:`trainables.attacks.pgd_attack` (α = ε/4) with ``loss_fn``
     (default cross-entropy)."""
-    import torch
     import torch.nn.functional as F
 
-    from trainables.attacks import pgd_attack
+    from trainables.evaluation import evaluate_accuracy
 
-    loss_fn = loss_fn or F.cross_entropy
-    model.eval()
-    correct = torch.zeros((), device=x.device)
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        delta = pgd_attack(model, xb, yb, epsilon, STEP_FRACTION * epsilon, steps, restarts, loss_fn=loss_fn)
-        with torch.no_grad():
-            correct += (model(xb + delta).argmax(1) == yb).sum()
-    return float(correct) / len(x)
+    return evaluate_accuracy(model, x, y, epsilon, steps, STEP_FRACTION * epsilon, restarts, fgsm=False,
+                             batch_size=batch_size, loss_fn=loss_fn or F.cross_entropy).robust_acc
 
 
 def autoattack_available() -> bool:
@@ -187,9 +178,10 @@ def check_epsilon(accuracy_by_epsilon: Mapping[float, float], tolerance: float =
 
 def sanity_checks(row: Mapping[str, Any], epsilon: float) -> list[str]:
     """All checks that ``row`` (one model's accuracies by attack name) allows."""
+    from raysearch.results import finite
+
     def get(key: str) -> float:
-        value = row.get(key)
-        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+        return finite(row.get(key))
 
     found: list[str] = []
     clean, fgsm, pgd10 = get("clean"), get("fgsm"), get("pgd10")
@@ -198,8 +190,7 @@ def sanity_checks(row: Mapping[str, Any], epsilon: float) -> list[str]:
     for name in row:
         match = _ATTACK.match(str(name))
         if match and match.group(1) == "pgd" and name != "pgd10" and not math.isnan(get(name)):
-            steps, restarts = int(match.group(2)), int(match.group(3) or 1)
-            if steps >= 10 and restarts >= 1 and not math.isnan(pgd10):
+            if int(match.group(2)) >= 10 and not math.isnan(pgd10):
                 found += check_more_steps(pgd10, get(name), "PGD-10", name.upper())
     sweep = {0.0: clean, epsilon / 2: get("pgd10@0.5eps"), epsilon: pgd10, min(2 * epsilon, 1.0): get("pgd10@2eps")}
     sweep = {e: a for e, a in sweep.items() if not math.isnan(a)}
@@ -242,30 +233,35 @@ def _config_near(folder: Path) -> dict[str, Any] | None:
     return None
 
 
-def _checkpoint_models(path: Path) -> list[Model]:
-    from raysearch.results import describe, latest_checkpoint
+def _weights_in(path: Path) -> tuple[Path, Path, str | None]:
+    """(folder, weights file, key of the weights in it) of a checkpoint file or folder, or of
+    a trial folder's newest checkpoint."""
+    from raysearch.results import latest_checkpoint
 
-    state_key = None
     if path.is_file():
-        folder, weights = path.parent, path
-        if path.name == STATE_FILE:
-            state_key = "model"
-    else:
-        has_weights = (path / BEST_FILE).exists() or (path / STATE_FILE).exists()
-        folder = path if has_weights else (latest_checkpoint(path) or path)  # a trial folder: newest
-        weights = folder / BEST_FILE
-        if not weights.exists():
-            weights, state_key = folder / STATE_FILE, "best_model"
-        if not weights.exists():
-            raise ConfigError("target", str(path), f"holds no {BEST_FILE} or {STATE_FILE} checkpoint")
+        return path.parent, path, "model" if path.name == STATE_FILE else None
+    has_weights = (path / BEST_FILE).exists() or (path / STATE_FILE).exists()
+    folder = path if has_weights else (latest_checkpoint(path) or path)  # a trial folder: newest
+    if (folder / BEST_FILE).exists():
+        return folder, folder / BEST_FILE, None
+    if (folder / STATE_FILE).exists():
+        return folder, folder / STATE_FILE, "best_model"
+    raise ConfigError("target", str(path), f"holds no {BEST_FILE} or {STATE_FILE} checkpoint")
+
+
+def _checkpoint_model(path: Path) -> Model:
+    from raysearch.results import describe
+    from search_spaces import strip_search_keys
+
+    folder, weights, state_key = _weights_in(path)
     config = _config_near(folder)
     if config is None:
         raise ConfigError("target", str(path), "has no training config beside it (state.pt, params.json or "
                                                "config.yaml)")
-    config = {k: v for k, v in config.items() if not k.startswith("search.")}
+    config = strip_search_keys(config)
     trial = next((p for p in (folder, *folder.parents) if p.name.startswith("trial_")), None)
     label = trial.name.removeprefix("trial_") if trial else folder.name
-    return [Model(label, weights, config, describe(config), state_key=state_key)]
+    return Model(label, weights, config, describe(config), state_key=state_key)
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -274,7 +270,7 @@ def _is_run_dir(path: Path) -> bool:
 
 def resolve_target(target: str | os.PathLike[str], top: int = 3) -> tuple[list[Model], Path]:
     """The models of ``target`` and the folder the evaluation files go to."""
-    from raysearch.results import load_run, ranked
+    from raysearch.results import describe, load_run, metric, ranked
 
     path = Path(target).expanduser()
     if not path.exists():
@@ -287,18 +283,13 @@ def resolve_target(target: str | os.PathLike[str], top: int = 3) -> tuple[list[M
                 break
             if trial["checkpoint"] is None:
                 continue
-            model = _checkpoint_models(trial["checkpoint"])[0]
-            model.label, model.config = trial["trial_id"], trial["config"]
-            best = trial["metrics"].get("best_robust_acc")
-            model.val_robust_acc = float(best) if isinstance(best, (int, float)) else math.nan
-            models.append(model)
+            _, weights, state_key = _weights_in(trial["checkpoint"])
+            models.append(Model(trial["trial_id"], weights, trial["config"], describe(trial["config"]),
+                                metric(trial, "best_robust_acc"), state_key))
         if not models:
             raise ConfigError("target", str(target), "has no trial with a checkpoint to evaluate")
         return models, run.run_dir
-    if top < 1:
-        raise ConfigError("top", top, "must be >= 1")
-    models = _checkpoint_models(path)
-    return models, path.parent if path.is_file() else path
+    return [_checkpoint_model(path)], path.parent if path.is_file() else path
 
 
 def _load_weights(model: Model) -> dict[str, torch.Tensor]:
@@ -328,7 +319,8 @@ class EvaluationResult:
 
 
 def _evaluate_model(model: Model, attacks: Sequence[Attack], device: torch.device, examples: int | None,
-                    seed: int, log: Callable[[str], None]) -> tuple[dict[str, Any], list[str]]:
+                    seed: int, log: Callable[[str], None],
+                    datasets: dict[tuple[Any, ...], Any]) -> tuple[dict[str, Any], list[str]]:
     import torch
     import torch.nn.functional as F
 
@@ -339,7 +331,10 @@ def _evaluate_model(model: Model, attacks: Sequence[Attack], device: torch.devic
     from trainables.models import build_model
 
     cfg = parse_config(model.config)
-    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size)
+    key = (cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size)
+    if key not in datasets:  # the top trials of a run share their data: load it once
+        datasets[key] = load_dataset(*key)
+    data = datasets[key]
     x, y = data.test.x[:examples].to(device), data.test.y[:examples].to(device)  # [:None]: all
     net = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std)
     net.load_state_dict(_load_weights(model))
@@ -411,8 +406,9 @@ def evaluate(target: str | os.PathLike[str], top: int = 3, attacks: str | Iterab
             print(line, file=sys.stderr, flush=True)
 
     rows, found, skipped = [], [], []
+    datasets: dict[tuple[Any, ...], Any] = {}
     for model in models:
-        row, why = _evaluate_model(model, parsed, dev, examples, seed, log)
+        row, why = _evaluate_model(model, parsed, dev, examples, seed, log, datasets)
         problems = sanity_checks(row, row["epsilon"])
         row["warnings"] = len(problems)
         rows.append(row)

@@ -108,18 +108,23 @@ def _param_columns(run: RunInfo) -> list[str]:
     return sorted(columns, key=lambda k: (first.get(k, 2), "." in k, k))
 
 
-def _resolved(config: dict[str, Any], key: str, default: str = "") -> str:
+def _resolved(config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, str]:
+    """``keys`` of the parsed config (defaults filled in), or as written when it does not parse."""
     from trainables.config import parse_config
 
     try:
-        return str(getattr(parse_config(config), key))
+        parsed = parse_config(config)
     except Exception:
-        return str(config.get(key, default))
+        return {key: str(config.get(key, "")) for key in keys}
+    return {key: str(getattr(parsed, key)) for key in keys}
 
 
-def trial_rows(run: RunInfo) -> list[dict[str, Any]]:
-    """The rows of ``trials.csv``, best first (completed by objective, then the rest)."""
-    flags = dict(zip((t["trial_id"] for t in run.trials), _pareto_flags(run.trials), strict=True))
+def trial_rows(run: RunInfo, pareto_flags: list[bool] | None = None) -> list[dict[str, Any]]:
+    """The rows of ``trials.csv``, best first (completed by objective, then the rest);
+    ``pareto_flags``: each trial's (in ``run.trials`` order), computed when not given."""
+    if pareto_flags is None:
+        pareto_flags = _pareto_flags(run.trials)
+    flags = dict(zip((t["trial_id"] for t in run.trials), pareto_flags, strict=True))
     order = ranked(run.trials)
     order += [t for t in run.trials if t not in order]
     params = _param_columns(run)
@@ -127,8 +132,7 @@ def trial_rows(run: RunInfo) -> list[dict[str, Any]]:
     for trial in order:
         m, cfg = trial["metrics"], trial["config"]
         row: dict[str, Any] = {"trial_id": trial["trial_id"], "recipe": describe(cfg)}
-        for key in ("method", "loss", "schedule"):
-            row[key] = _resolved(cfg, key)
+        row.update(_resolved(cfg, ("method", "loss", "schedule")))
         row.update({key: cfg.get(key, "") for key in params})
         backprops = metric(trial, "backprops")
         row.update({
@@ -251,8 +255,8 @@ def _evaluation_section(run_dir: Path) -> list[str]:
     return ["## Final evaluation (test split)", "", f"From [{EVALUATION_MD}]({EVALUATION_MD}):", "", *body]
 
 
-def _markdown(run: RunInfo, rows: list[dict[str, Any]], best: dict[str, Any] | None,
-              comparisons: list[dict[str, Any]], warnings: list[str]) -> str:
+def _markdown(run: RunInfo, rows: list[dict[str, Any]], front: list[dict[str, Any]], best: dict[str, Any] | None,
+              headline: list[str], warnings: list[str]) -> str:
     counts: dict[str, int] = {}
     for trial in run.trials:
         counts[trial["status"]] = counts.get(trial["status"], 0) + 1
@@ -263,13 +267,11 @@ def _markdown(run: RunInfo, rows: list[dict[str, Any]], best: dict[str, Any] | N
              f"search space `{run.search.get('space', '?')}`. Accuracy is measured on the validation split "
              f"during training; the PGD-10 budget is 11·M·epochs = {run.reference_backprops or '?'} backprops "
              f"(M = {run.batches_per_epoch or '?'} batches per epoch).", "",
-             "## Headline", "", *_headline(run, best, comparisons), ""]
+             "## Headline", "", *headline, ""]
     if best is not None:
         lines += [f"Re-run it: `raysearch train {BEST_YAML}` (the file is in this directory).", ""]
     if warnings:
         lines += ["**Warnings:**", "", *[f"- {w}" for w in warnings], ""]
-    front = [r for r in rows if r["on_pareto"]]
-    front.sort(key=lambda r: finite(r["backprops"]))
     lines += ["## Pareto front", "", "Completed trials that no other completed trial beats on both robust accuracy "
               "(higher) and backprops (fewer), cheapest first:", "", _md_table(front, run) if front else "(none)", "",
               f"![robust accuracy vs backprops]({PARETO_PNG})", "",
@@ -324,7 +326,7 @@ def report(run_dir: str | os.PathLike[str], progress: bool = True) -> ReportResu
     root = run.run_dir
     files = {name: root / name for name in (TRIALS_CSV, PARETO_PNG, SCHEDULES_PNG, REPORT_MD)}
     flags = _pareto_flags(run.trials)
-    rows = trial_rows(run)
+    rows = trial_rows(run, flags)
     write_csv(rows, files[TRIALS_CSV])
     plot_pareto(run, files[PARETO_PNG], flags)
     plot_schedules(run, files[SCHEDULES_PNG])
@@ -337,14 +339,15 @@ def report(run_dir: str | os.PathLike[str], progress: bool = True) -> ReportResu
             warnings.append(f"no trial completed its budget; the best recipe is trial {best['trial_id']} "
                             f"({best['status']})")
     comparisons = _comparisons(run, best) if best is not None else []
-    files[REPORT_MD].write_text(_markdown(run, rows, best, comparisons, warnings))
+    headline = _headline(run, best, comparisons)
+    front = sorted((r for r in rows if r["on_pareto"]), key=lambda r: finite(r["backprops"]))  # cheapest first
+    files[REPORT_MD].write_text(_markdown(run, rows, front, best, headline, warnings))
     if (root / EVALUATION_MD).exists():
         files[EVALUATION_MD] = root / EVALUATION_MD
-    headline = _headline(run, best, comparisons) + [f"warning: {w}" for w in warnings]
+    headline += [f"warning: {w}" for w in warnings]
     if progress:
         _print_summary(run, rows, headline, files)
-    pareto = [t["trial_id"] for t, on in zip(run.trials, flags, strict=True) if on]
-    pareto.sort(key=lambda tid: metric(next(t for t in run.trials if t["trial_id"] == tid), "backprops"))
+    pareto = [r["trial_id"] for r in front]
     return ReportResult(root, files, best, pareto, comparisons, warnings, "\n".join(headline))
 
 

@@ -158,21 +158,12 @@ def study_name(run_dir: str | os.PathLike[str]) -> str | None:
     return name if name in names else (names[0] if len(names) == 1 else None)
 
 
-def optuna_states(run_dir: str | os.PathLike[str], name: str | None = None) -> dict[str, str]:
-    """Tune trial id -> Optuna state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING) from the study."""
-    return {tid: state for tid, (state, _) in _optuna_trials(run_dir, name).items()}
-
-
-def _optuna_trials(run_dir: str | os.PathLike[str], name: str | None = None) -> dict[str, tuple[str, bool]]:
-    """Tune trial id -> (Optuna state name, whether Optuna ran it from an enqueued warm-start point)."""
-    name = name or study_name(run_dir)
-    if name is None:
-        return {}
+def load_study(run_dir: str | os.PathLike[str], name: str) -> Any:
+    """The run's Optuna study ``name`` from ``<run_dir>/optuna.db``."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{Path(run_dir, STUDY_FILE)}")
-    return optuna_trials(study)
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{Path(run_dir, STUDY_FILE)}")
 
 
 def optuna_trials(study: Any) -> dict[str, tuple[str, bool]]:
@@ -282,7 +273,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunInfo:
     experiment, meta = _read_experiment(root)
     tune = _tune_states(root)
     name = study_name(root)
-    optuna_info = _optuna_trials(root, name) if name else {}
+    optuna_info = optuna_trials(load_study(root, name)) if name else {}
     states = {tid: state for tid, (state, _) in optuna_info.items()}
     folders = {Path(p).parent for pattern in ("*/params.json", "*/result.json")
                for p in glob.glob(str(root / pattern))}
@@ -364,7 +355,7 @@ def describe(config: dict[str, Any]) -> str:
     else:
         parts.append(f"DEAT-acc {cfg.deat_acc.threshold:.2f}")
     if cfg.method == "atas":
-        gamma = cfg.atas.gamma if cfg.atas.gamma is not None else 2 * cfg.epsilon * cfg.atas.c
+        gamma = cfg.atas.step_gamma(cfg.epsilon)
         parts.append(f"c={cfg.atas.c:.3g} β={cfg.atas.beta:.2f} γ/c={gamma / cfg.atas.c / cfg.epsilon:.2f}ε")
     reset = cfg.atas.reset_every if cfg.method == "atas" else cfg.atta.reset_every if cfg.method == "atta" else 0
     if reset:

@@ -29,9 +29,6 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from raysearch.experiment import SearchConfig
 from raysearch.objective import METRIC, MODE
 
-# result key ASHA reads for each ``time_attr`` choice
-TIME_ATTRS = {"backprops": "backprops", "epoch": "epoch"}
-
 
 def time_budget(time_attr: str, *, epochs: int, max_t: int) -> int:
     """ASHA's ``max_t`` on the chosen axis: ``epochs`` for epoch, ``max_t`` backprops otherwise."""
@@ -54,7 +51,7 @@ def make_scheduler(search: SearchConfig, *, epochs: int, max_t: int) -> TrialSch
     if search.scheduler == "none":
         return FIFOScheduler()
     return ASHAScheduler(
-        time_attr=TIME_ATTRS[search.time_attr],
+        time_attr=search.time_attr,  # the result key ASHA reads
         metric=METRIC,
         mode=MODE,
         max_t=time_budget(search.time_attr, epochs=epochs, max_t=max_t),

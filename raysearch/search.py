@@ -35,15 +35,19 @@ from typing import Any
 
 import yaml
 
+from raysearch import __version__
 from raysearch.experiment import Experiment, experiment_from_dict, load_experiment
 from raysearch.progress import progress_callback, summary_text
-from raysearch.results import best_trial
+from raysearch.results import EXPERIMENT_FILE, STUDY_FILE, best_trial
 from trainables.registry import ConfigError
 
 logger = logging.getLogger(__name__)
 
-EXPERIMENT_FILE = "experiment.yaml"
-STUDY_FILE = "optuna.db"
+
+def search_overhead_fraction(trial_seconds_sum: float, wall_seconds: float, slots: int) -> float:
+    """Summed trial seconds / (wall seconds × concurrent slots): the share of slot time in trials."""
+    capacity = wall_seconds * max(1, slots)
+    return min(1.0, trial_seconds_sum / capacity) if capacity > 0 else 0.0
 
 
 @dataclass
@@ -74,8 +78,7 @@ class SearchResult:
 
     @property
     def search_overhead(self) -> float:
-        capacity = self.wall_seconds * max(1, self.concurrency)
-        return min(1.0, self.trial_seconds_sum / capacity) if capacity > 0 else 0.0
+        return search_overhead_fraction(self.trial_seconds_sum, self.wall_seconds, self.concurrency)
 
     @property
     def tensorboard_dir(self) -> str:
@@ -98,17 +101,6 @@ def _import(path: str) -> Callable[..., Any]:
         raise ConfigError("trainable", path, f"cannot be imported ({err})") from None
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("raysearch")
-    except Exception:
-        import raysearch
-
-        return getattr(raysearch, "__version__", "unknown")
-
-
 # ---------------------------------------------------------------------------- validation
 
 
@@ -121,12 +113,19 @@ def _space_and_points(experiment: Experiment) -> tuple[Callable[..., Any], list[
     return space, points
 
 
-def batches_per_epoch(experiment: Experiment) -> int:
-    """M for the configured dataset and batch size; loading the data also checks it is there."""
-    from trainables.data import BatchLoader, load_dataset
+def _load_data(experiment: Experiment) -> Any:
+    """The experiment's dataset; loading it checks that it is there."""
+    from trainables.data import load_dataset
 
     cfg = experiment.train_config
-    data = load_dataset(cfg.dataset, _abs_data_root(cfg.data_root), cfg.download, cfg.synthetic_size)
+    return load_dataset(cfg.dataset, _abs_data_root(cfg.data_root), cfg.download, cfg.synthetic_size)
+
+
+def batches_per_epoch(experiment: Experiment, data: Any) -> int:
+    """M for the configured dataset and batch size."""
+    from trainables.data import BatchLoader
+
+    cfg = experiment.train_config
     return len(BatchLoader(data.train, cfg.batch_size, shuffle=False, max_batches=cfg.max_batches))
 
 
@@ -167,18 +166,22 @@ def _branches(space: Callable[..., Any]) -> Iterator[dict[str, Any]]:
             stack.extend(probe.path[:depth] + [i] for i in range(1, n))
 
 
-def max_k(experiment: Experiment, space: Callable[..., Any]) -> int:
-    """The largest K (adversarial backprops per batch) any trial of the space can reach."""
+def branch_configs(experiment: Experiment, space: Callable[..., Any]) -> list[Any]:
+    """One TrainConfig per branch of the space, every numeric range at its upper end."""
     from search_spaces import strip_search_keys
     from trainables.config import parse_config
+
+    return [parse_config({**experiment.train, **strip_search_keys(b)}) for b in _branches(space)]
+
+
+def max_k(configs: Iterable[Any], epochs: int) -> int:
+    """The largest K (adversarial backprops per batch) any of ``configs`` can reach."""
     from trainables.schedules import build_schedule
 
-    epochs = experiment.train_config.epochs
-    configs = (parse_config({**experiment.train, **strip_search_keys(b)}) for b in _branches(space))
     return max(build_schedule(cfg).max_k(epochs) for cfg in configs)
 
 
-def _check_gpu_share(experiment: Experiment, space: Callable[..., Any], share: float) -> None:
+def _check_gpu_share(experiment: Experiment, configs: Iterable[Any], data: Any, share: float) -> None:
     """Refuse, before Ray starts, a GPU fraction whose memory cannot hold the costliest method
     of the space (a measured estimate; :mod:`trainables.memory_estimate`)."""
     if not 0 < share < 1:
@@ -187,13 +190,11 @@ def _check_gpu_share(experiment: Experiment, space: Callable[..., Any], share: f
 
     if not torch.cuda.is_available():
         return
-    from search_spaces import strip_search_keys
-    from trainables.config import parse_config
     from trainables.memory_estimate import check_gpu_share
 
-    methods = {parse_config({**experiment.train, **strip_search_keys(b)}).method for b in _branches(space)}
     train = {**experiment.train, "data_root": _abs_data_root(experiment.train_config.data_root)}
-    check_gpu_share(train, share, torch.cuda.get_device_properties(0).total_memory, methods=methods)
+    check_gpu_share(train, share, torch.cuda.get_device_properties(0).total_memory, data=data,
+                    methods={cfg.method for cfg in configs})
 
 
 def _abs_data_root(root: str) -> str:
@@ -271,7 +272,7 @@ def _build_tuner(experiment: Experiment, *, run_dir: str, storage: str, name: st
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from raysearch.objective import search_metric
-    from raysearch.scheduler import TIME_ATTRS, make_scheduler
+    from raysearch.scheduler import make_scheduler
     from raysearch.searcher import PruneAwareOptunaSearch, make_sampler
     from raysearch.tensorboard import TensorBoardCallback
 
@@ -280,7 +281,7 @@ def _build_tuner(experiment: Experiment, *, run_dir: str, storage: str, name: st
     metric, mode = search_metric(cfg.objective)
     study_storage = None if _is_uri(run_dir) else f"sqlite:///{_join(run_dir, STUDY_FILE)}"
     searcher = PruneAwareOptunaSearch(
-        space, metric=metric, mode=mode, step_attr=TIME_ATTRS[s.time_attr], points_to_evaluate=points or None,
+        space, metric=metric, mode=mode, step_attr=s.time_attr, points_to_evaluate=points or None,
         sampler=make_sampler(s.algorithm, seed=s.seed, multi_objective=isinstance(metric, list), samples=s.samples),
         storage=study_storage, study_name=name)
     param_space = {
@@ -349,12 +350,12 @@ def _trial_rows(grid: Any, study: Any) -> list[dict[str, Any]]:
 
 
 def _load_study(run_dir: str, name: str) -> Any:
+    from raysearch.results import load_study
+
     if _is_uri(run_dir) or not Path(run_dir, STUDY_FILE).exists():
         return None
-    import optuna
-
     try:
-        return optuna.load_study(study_name=name, storage=f"sqlite:///{_join(run_dir, STUDY_FILE)}")
+        return load_study(run_dir, name)
     except Exception:
         return None
 
@@ -405,9 +406,11 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
 
     fn = _import(exp.trainable)
     space, points = _space_and_points(exp)
-    m = batches_per_epoch(exp)
+    data = _load_data(exp)
+    m = batches_per_epoch(exp, data)
     cfg = exp.train_config
-    budget = (max_k(exp, space) + 1) * m * cfg.epochs
+    configs = branch_configs(exp, space)
+    budget = (max_k(configs, cfg.epochs) + 1) * m * cfg.epochs
 
     import ray
     from ray import tune
@@ -421,10 +424,10 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
     if not joined:
         available = local_resources()
         request = trial_resources(exp.search.cpus_per_trial, exp.search.gpus_per_trial, available)
-        _check_gpu_share(exp, space, request.get("gpu", 0.0))
+        _check_gpu_share(exp, configs, data, request.get("gpu", 0.0))
     if resume is None:
         _write_text(_join(run_dir, EXPERIMENT_FILE),
-                    yaml.safe_dump({**exp.to_dict(), "raysearch_version": _version()}, sort_keys=False))
+                    yaml.safe_dump({**exp.to_dict(), "raysearch_version": __version__}, sort_keys=False))
 
     # We pass Tune's CSV and JSON loggers ourselves and write TensorBoard with our own
     # callback, so Ray's automatic loggers (which add TBXLoggerCallback) are switched off.

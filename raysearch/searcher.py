@@ -42,11 +42,10 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from raysearch.results import FINAL_STATUSES
+
 logger = logging.getLogger(__name__)
 
-# Statuses with which a trainable ends a trial on its own (its last report); anything else
-# ("running") at completion means someone else stopped it early.
-FINISHED_STATUSES = frozenset({"completed", "diverged", "catastrophic_overfitting"})
 # A trial's last metrics kept as Optuna user attributes.
 OUTCOME_METRICS = ("robust_acc", "clean_acc", "backprops", "train_seconds")
 
@@ -146,7 +145,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
             return TrialState.PRUNED, None  # removed before it reported anything
         status = result.get("status")
         if status is not None:
-            finished = status in FINISHED_STATUSES
+            finished = status in FINAL_STATUSES  # the trainable ended it; else someone stopped it
         else:  # a trainable without the status metric: compare epochs with its budget
             epoch, epochs = result.get("epoch"), result.get("config/epochs")
             finished = epoch is None or epochs is None or epoch >= epochs

@@ -109,12 +109,10 @@ def _written(folder: Path) -> tuple[int, bool]:
 
 def trial_status(trial: Any, failed: bool = False) -> str:
     """A trial's raysearch status: the trainable's own, "pruned" when stopped early, or "failed"."""
-    if failed or getattr(trial, "status", None) == "ERROR":
-        return "failed"
-    status = (trial.last_result or {}).get("status")
-    if status in (None, "running"):
-        return "pruned" if trial.last_result else "failed"
-    return str(status)
+    from raysearch.results import trial_status as status_of
+
+    errored = failed or getattr(trial, "status", None) == "ERROR"
+    return status_of([trial.last_result] if trial.last_result else [], "ERROR" if errored else None, errored)
 
 
 class TensorBoardCallback(Callback):

@@ -1,4 +1,5 @@
-"""Shared fixtures: one torch thread per test process, and one real tiny search per session."""
+"""Shared fixtures: one torch thread per test process, the digits dataset and one real tiny
+search per session."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def digits() -> Any:
+    """The digits dataset (loaded once per session; tests only read it)."""
+    from trainables.data import load_dataset
+
+    return load_dataset("digits")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import f32
 from torch import nn
 
 import trainables.attacks.pgd as pgd_module
@@ -28,10 +29,6 @@ def _images(n: int = 64, shape: tuple[int, ...] = (3, 8, 8), seed: int = 0) -> t
     return x
 
 
-def _f32(value: float) -> torch.Tensor:
-    return torch.tensor(value, dtype=torch.float32)
-
-
 # --- project ----------------------------------------------------------------------------
 
 
@@ -40,10 +37,10 @@ def test_project_keeps_ball_and_box_exactly(epsilon: float) -> None:
     x = _images()
     delta = (torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) - 0.5) * 4  # far outside
     p = project(delta, x, epsilon)
-    assert (p.abs() <= _f32(epsilon)).all()
+    assert (p.abs() <= f32(epsilon)).all()
     assert ((x + p) >= 0).all() and ((x + p) <= 1).all()
     # The formula: clip to [-eps, eps], then to [-x, 1 - x], elementwise.
-    expected = torch.minimum(torch.maximum(delta, -_f32(epsilon)), _f32(epsilon))
+    expected = torch.minimum(torch.maximum(delta, -f32(epsilon)), f32(epsilon))
     expected = torch.minimum(torch.maximum(expected, -x), 1 - x)
     assert torch.equal(p, expected)
     # Pixels at 0 can only go up, pixels at 1 only down.
@@ -117,7 +114,7 @@ def test_random_init_distribution_and_bounds() -> None:
     x[:, :, 0, :] = 0.0
     x[:, :, 1, :] = 1.0
     delta = random_init(x, epsilon)
-    assert (delta.abs() <= _f32(epsilon)).all() and ((x + delta) >= 0).all() and ((x + delta) <= 1).all()
+    assert (delta.abs() <= f32(epsilon)).all() and ((x + delta) >= 0).all() and ((x + delta) <= 1).all()
     inner = delta[:, :, 2:, :].flatten()  # pixels far from the box edges: U(-eps, eps)
     assert inner.min() < -0.099 and inner.max() > 0.099
     assert inner.mean().abs() < 0.002
@@ -200,12 +197,12 @@ def test_pgd_attack_increases_loss_on_linear_model() -> None:
     delta = pgd_attack(model, x, y, epsilon, epsilon / 4, steps=5, random_start=False)
     after = _per_example_ce(model, x + delta, y)
     assert (after >= before - 1e-6).all() and after.mean() > before.mean() + 0.1
-    assert (delta.abs() <= _f32(epsilon)).all() and ((x + delta) >= 0).all() and ((x + delta) <= 1).all()
+    assert (delta.abs() <= f32(epsilon)).all() and ((x + delta) >= 0).all() and ((x + delta) <= 1).all()
     # With random starts and restarts the mean loss rises too.
     torch.manual_seed(0)
     random = pgd_attack(model, x, y, epsilon, epsilon / 4, steps=10, restarts=2)
     assert _per_example_ce(model, x + random, y).mean() > before.mean() + 0.1
-    assert (random.abs() <= _f32(epsilon)).all()
+    assert (random.abs() <= f32(epsilon)).all()
 
 
 def test_pgd_attack_zero_steps_without_random_start_is_zero() -> None:

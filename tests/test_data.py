@@ -22,11 +22,6 @@ from trainables.registry import ConfigError
 # --- digits and synthetic ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
 def _rows(x: torch.Tensor) -> Counter:
     return Counter(bytes(row.numpy().tobytes()) for row in x.flatten(1))
 

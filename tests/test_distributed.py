@@ -33,14 +33,6 @@ CONFIG = {"dataset": "digits", "model": "small_cnn", "batch_size": 32, "max_batc
 WORLD = 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _split(n: int) -> Split:
     return Split(torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1), torch.arange(n))
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import roundtrip
 from torch import nn
 
 import trainables.attacks.pgd as pgd_module
@@ -43,13 +44,6 @@ def _timeless(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in rec.items() if not k.endswith("_seconds")} for rec in history]
 
 
-def _save_load(state: dict[str, Any]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 # --- determinism and checkpoints ----------------------------------------------------------
 
 
@@ -76,7 +70,7 @@ def test_checkpoint_round_trip_continues_exactly(name: str) -> None:
     values = {**CHECKPOINTED[name], "epochs": 4}
     whole = _steps(_run(values))  # runs one after another: Run() reseeds the global RNG
     half = _steps(_run(values), 2)
-    state = _save_load(half.state_dict())
+    state = roundtrip(half.state_dict())
     resumed = _run(values)
     resumed.load_state_dict(state)
     assert resumed.epoch == 2 and not resumed.finished

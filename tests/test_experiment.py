@@ -46,20 +46,21 @@ def test_parse_overrides_uses_yaml_values() -> None:
 @pytest.mark.parametrize(("overrides", "key", "hint"), [
     (["epochz=3"], "epochz", "did you mean 'epochs'"),
     (["search.sample=3"], "search.sample", "did you mean 'samples'"),
-    (["epochs=0"], "epochs", ""),
-    (["amata.k_min=5", "amata.k_max=3"], "amata.k_max", ""),
-    (["search.gpus_per_trial=1.5"], "search.gpus_per_trial", ""),
+    (["epochs=0"], "epochs", None),
+    (["amata.k_min=5", "amata.k_max=3"], "amata.k_max", None),
+    (["search.gpus_per_trial=1.5"], "search.gpus_per_trial", None),
     (["search.algorithm=tpee"], "search.algorithm", "did you mean 'tpe'"),
-    (["search.time_attr=steps"], "search.time_attr", ""),
-    (["search.reduction_factor=1"], "search.reduction_factor", ""),
-    (["search.samples=0"], "search.samples", ""),
-    (["noequals"], "--set", ""),
+    (["search.time_attr=steps"], "search.time_attr", None),
+    (["search.reduction_factor=1"], "search.reduction_factor", None),
+    (["search.samples=0"], "search.samples", None),
+    (["noequals"], "--set", None),
 ])
-def test_bad_values_name_the_key(overrides: list[str], key: str, hint: str) -> None:
+def test_bad_values_name_the_key(overrides: list[str], key: str, hint: str | None) -> None:
     with pytest.raises(ConfigError) as info:
         load_experiment("demo", overrides)
     assert info.value.key == key
-    assert hint in str(info.value)
+    if hint is not None:
+        assert hint in str(info.value)
 
 
 def test_unknown_experiment_lists_builtins(tmp_path) -> None:

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from trainables.config import parse_config
-from trainables.data import load_dataset
 from trainables.memory_estimate import (
     GIB,
     MARGIN,
@@ -21,11 +20,6 @@ from trainables.models import build_model
 from trainables.registry import ConfigError
 
 DIGITS = {"dataset": "digits", "model": "small_cnn", "batch_size": 64, "eval.examples": 100}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def test_saved_tensors_of_a_linear_layer() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import f32
 from torch import nn
 
 from trainables.config import parse_config
@@ -34,10 +35,6 @@ from trainables.methods import (
 
 EPS = 0.1
 SHAPE = (1, 8, 8)
-
-
-def _f32(value: float) -> torch.Tensor:
-    return torch.tensor(value, dtype=torch.float32)
 
 
 def _model(seed: int = 0, bn: bool = True) -> nn.Module:
@@ -118,7 +115,7 @@ def test_every_method_respects_ball_box_and_reports_its_cost(
     rec = _Recorder(model, ctx.optimizer, monkeypatch)
     stats = method.train_batch(batch, Plan(k), ctx)
 
-    eps, x = _f32(EPS), batch.x
+    eps, x = f32(EPS), batch.x
     assert rec.inputs, "the model was never called"
     for inp in rec.inputs:
         assert (inp >= 0).all() and (inp <= 1).all()
@@ -333,7 +330,7 @@ def test_memory_persists_across_epochs_and_resets(name: str, monkeypatch: pytest
     assert resets == [1]
     fresh = method.memory.delta
     assert not torch.equal(fresh[batch.index], stored)
-    assert (fresh.abs() <= _f32(EPS)).all() and fresh.min() < -0.09 and fresh.max() > 0.09
+    assert (fresh.abs() <= f32(EPS)).all() and fresh.min() < -0.09 and fresh.max() > 0.09
     method.start_epoch(3)
     method.start_epoch(4)
     assert resets == [1, 1]
@@ -408,7 +405,7 @@ def test_free_carry_delta_continues_from_previous_batch(monkeypatch: pytest.Monk
     first, second = _batch(seed=1), _batch(seed=2)
     free.train_batch(first, Plan(2), ctx)
     carried = free.delta.clone()
-    assert (carried.abs() <= _f32(EPS)).all()
+    assert (carried.abs() <= f32(EPS)).all()
     rec = _Recorder(model, ctx.optimizer, monkeypatch)
     free.train_batch(second, Plan(2), ctx)
     start = rec.inputs[0] - second.x

@@ -57,6 +57,7 @@ def test_search_runs_one_trial_per_slot(overrides: list[str], expected: int, tmp
     import ray
     from ray import tune
 
+    import raysearch.resources
     from raysearch.search import search
 
     captured = {}
@@ -69,10 +70,11 @@ def test_search_runs_one_trial_per_slot(overrides: list[str], expected: int, tmp
             return []
 
     monkeypatch.setattr(tune, "Tuner", Tuner)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        result = search("demo", ["search.cpus_per_trial=1", *overrides], storage=str(tmp_path), name="slots",
-                        progress=False)
-    finally:
-        ray.shutdown()
+    # search() reads 2 CPUs from local_resources() and would start Ray with them: no Ray needed.
+    monkeypatch.setattr(raysearch.resources, "local_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: None)
+    assert not ray.is_initialized()
+    result = search("demo", ["search.cpus_per_trial=1", *overrides], storage=str(tmp_path), name="slots",
+                    progress=False)
+    assert not ray.is_initialized()
     assert captured["max_concurrent_trials"] == result.concurrency == expected

@@ -4,13 +4,12 @@ checkpointing of controller state. Expected values are derived independently of 
 
 from __future__ import annotations
 
-import io
 import math
 import random
 from fractions import Fraction
 
 import pytest
-import torch
+from helpers import roundtrip
 
 from trainables.config import parse_config
 from trainables.registry import ConfigError
@@ -31,24 +30,13 @@ def _ks(schedule, epochs: int) -> list[int]:
     return [schedule.plan(t).k for t in range(epochs)]
 
 
-def _roundtrip(state: dict) -> dict:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 # --- Amata ---------------------------------------------------------------------------
-
-
-def test_amata_linear_2_to_10_over_10_epochs() -> None:
-    # K_t = 2 + floor(8 t / 10): 2, 2.8, 3.6, 4.4, 5.2, 6.0, 6.8, 7.6, 8.4, 9.2 floored.
-    assert _ks(Amata(10, 2, 10, tau=20 / 255), 10) == [2, 2, 3, 4, 5, 6, 6, 7, 8, 9]
 
 
 @pytest.mark.parametrize(("k_min", "k_max", "epochs", "expected"), [
     (1, 4, 4, [1, 1, 2, 3]),        # 1 + floor(3t/4): 0, .75, 1.5, 2.25
     (2, 10, 3, [2, 4, 7]),          # 2 + floor(8t/3): 0, 2.67, 5.33
+    (2, 10, 10, [2, 2, 3, 4, 5, 6, 6, 7, 8, 9]),  # 2 + floor(8t/10): 0, .8, 1.6, 2.4, ..., 7.2
     (3, 3, 5, [3, 3, 3, 3, 3]),
     (1, 10, 30, [1 + (9 * t) // 30 for t in range(30)]),
 ])
@@ -192,7 +180,7 @@ def test_mplus_state_dict_round_trip_mid_sequence(cut: int) -> None:
     first = MPlus(gamma=1.01)
     head = _drive(first, l_x[:cut])
     resumed = MPlus(gamma=1.01)
-    resumed.load_state_dict(_roundtrip(first.state_dict()))  # threshold may still be inf
+    resumed.load_state_dict(roundtrip(first.state_dict()))  # threshold may still be inf
     tail = _drive_from(resumed, cut, l_x, [0.0] * len(l_x))
     assert head + tail == expected
     assert (resumed.k, resumed.threshold) == (whole.k, whole.threshold)
@@ -217,7 +205,7 @@ def test_deat_acc_grows_only_after_epochs_above_threshold() -> None:
     assert _drive(schedule, [0.0] * 6, accs) == [0, 0, 1, 1, 2, 2]
     assert schedule.k == 3
     restored = DeatAcc(0.40)
-    restored.load_state_dict(_roundtrip(schedule.state_dict()))
+    restored.load_state_dict(roundtrip(schedule.state_dict()))
     assert restored.plan(6).k == 3
 
 
@@ -244,7 +232,7 @@ def test_every_schedule_plans_and_checkpoints(name: str) -> None:
     l_x = [3.0, 2.0, 2.5, 4.0, 1.0, 6.0, 7.0, 8.0]
     accs = [0.5, 0.2, 0.6, 0.7, 0.1, 0.9, 0.9, 0.9]
     head = _drive(a, l_x[:4], accs[:4])
-    b.load_state_dict(_roundtrip(a.state_dict()))
+    b.load_state_dict(roundtrip(a.state_dict()))
     tail_a = _drive_from(a, 4, l_x, accs)
     tail_b = _drive_from(b, 4, l_x, accs)
     assert tail_a == tail_b

@@ -130,9 +130,13 @@ class AtasConfig:
         _check(self.store_size >= 0, "atas.store_size", self.store_size, "must be >= 0 (0: full size)")
         _check(self.reference_batch >= 1, "atas.reference_batch", self.reference_batch, "must be >= 1")
 
+    def step_gamma(self, epsilon: float) -> float:
+        """γ, the initial step size: 2ε·c unless set (the paper's 16/255·c at 8/255)."""
+        return self.gamma if self.gamma is not None else 2 * epsilon * self.c
+
     def resolved(self, epsilon: float) -> tuple[float, float, float]:
         """(γ, min_step, max_step) with unset values derived from ε (the paper's at 8/255)."""
-        gamma = self.gamma if self.gamma is not None else 2 * epsilon * self.c
+        gamma = self.step_gamma(epsilon)
         min_step = self.min_step if self.min_step is not None else epsilon / 2
         max_step = self.max_step if self.max_step is not None else 1.75 * epsilon
         if min_step > max_step:

@@ -195,9 +195,11 @@ def _load(run: DataParallelRun, directory: str | None) -> None:
     run.run.load_state_dict(state)
 
 
-def _save_shard(run: DataParallelRun) -> None:
-    """Write this rank's shard state into the directory rank 0 announces (None: no checkpoint)."""
-    where: list[str | None] = [None]
+def _save_shard(run: DataParallelRun, directory: str | None = None) -> None:
+    """The end-of-epoch shard handshake, which every rank goes through: rank 0 announces
+    ``directory`` (None: no checkpoint; the other ranks' argument is not used), the other
+    ranks write their shard state into it, and all return once every shard is written."""
+    where: list[str | None] = [directory]
     dist.broadcast_object_list(where, src=0)
     if where[0] is not None and run.rank > 0:
         torch.save(run.shard_state(), Path(where[0]) / SHARD_FILE.format(rank=run.rank))
@@ -262,9 +264,7 @@ def train_data_parallel(config: dict[str, Any] | TrainConfig, world: int, on_epo
             record = run.epoch()
             assert record is not None
             with tempfile.TemporaryDirectory() as directory:
-                where: list[str | None] = [directory if checkpoint else None]
-                dist.broadcast_object_list(where, src=0)
-                dist.barrier()  # the other ranks have written their shards
+                _save_shard(run, directory if checkpoint else None)  # the other ranks have written their shards
                 if on_epoch is not None:
                     on_epoch(run.run, record, directory)
     except BaseException:

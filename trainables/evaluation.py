@@ -42,19 +42,22 @@ def evaluate_accuracy(
     fgsm: bool = True,
     batch_size: int = 500,
     autocast: Callable[[], AbstractContextManager[Any]] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
 ) -> Accuracy:
-    """Clean, PGD-``steps`` (``restarts``) and FGSM accuracy of ``model`` on (x, y)."""
+    """Clean, PGD-``steps`` (``restarts``, on ``loss_fn``: cross-entropy by default) and FGSM
+    accuracy of ``model`` on (x, y); ``fgsm`` False skips FGSM (its accuracy is NaN)."""
     was_training = model.training
     model.eval()
     correct = torch.zeros(3, device=x.device)
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         with autocast() if autocast else torch.autocast("cpu", enabled=False):
-            delta = pgd_attack(model, xb, yb, epsilon, alpha, steps, restarts)
-            fgsm_delta = fgsm_attack(model, xb, yb, epsilon) if fgsm else torch.zeros_like(xb)
+            inputs = [xb, xb + pgd_attack(model, xb, yb, epsilon, alpha, steps, restarts, loss_fn=loss_fn)]
+            if fgsm:
+                inputs.append(xb + fgsm_attack(model, xb, yb, epsilon))
             with torch.no_grad():
-                for i, d in enumerate((torch.zeros_like(xb), delta, fgsm_delta)):
-                    correct[i] += (model(xb + d).argmax(1) == yb).sum()
+                for i, inp in enumerate(inputs):
+                    correct[i] += (model(inp).argmax(1) == yb).sum()
     model.train(was_training)
     clean, robust, fgsm_correct = (correct / len(x)).tolist()
     return Accuracy(clean, robust, fgsm_correct if fgsm else math.nan)

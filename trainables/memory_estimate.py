@@ -15,10 +15,13 @@ says so before anything starts. The estimate is device-agnostic (it runs on the 
 - the attack's working set: about six input-sized tensors per batch (the gathered and
   augmented batch, δ, ∇δ, sign and projection temporaries);
 - the dataset held on the device (train and validation splits);
-- per-example memories: ATTA and ATAS keep one δ per training example (N × C × H × W × 4
-  bytes, or the ``store_size`` downsampled δ), ATAS also v (N × 4 bytes);
+- per-example memories: the bytes of the method's state (ATTA and ATAS keep one δ per
+  training example, ATAS also v), counted from the method built on the meta device;
 - a margin (allocator fragmentation, gradient buffers alive during backward) and a fixed
   allowance outside the allocator's cap (CUDA context, cuDNN/cuBLAS workspaces).
+
+Only the memories depend on the method: :func:`check_gpu_share` builds and measures the model
+once and varies the method's part alone.
 """
 
 from __future__ import annotations
@@ -91,13 +94,21 @@ def saved_tensor_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return sum(storages.values())
 
 
-def activation_bytes(cfg: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
-                     batch: int, bf16: bool) -> int:
-    """Saved-for-backward bytes at ``batch``, extrapolated from two small measured batches."""
+def probe_model(cfg: TrainConfig, input_shape: tuple[int, int, int], num_classes: int) -> torch.nn.Module:
+    """``cfg.model`` for ``input_shape`` images; its normalization is made up (bytes do not depend on it)."""
     from trainables.models import build_model
 
     channels = input_shape[0]
-    model = build_model(cfg.model, num_classes, input_shape, (0.5,) * channels, (0.25,) * channels)
+    return build_model(cfg.model, num_classes, input_shape, (0.5,) * channels, (0.25,) * channels)
+
+
+def activation_bytes(cfg: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
+                     batch: int, bf16: bool, model: torch.nn.Module | None = None) -> int:
+    """Saved-for-backward bytes at ``batch``, extrapolated from two small measured batches.
+
+    ``model``: the :func:`probe_model` to measure (built here when None)."""
+    if model is None:
+        model = probe_model(cfg, input_shape, num_classes)
     measured = [saved_tensor_bytes(model, torch.rand(b, *input_shape), torch.randint(num_classes, (b,)), bf16)
                 for b in PROBE_BATCHES]
     (b1, b2), (m1, m2) = PROBE_BATCHES, measured
@@ -106,22 +117,34 @@ def activation_bytes(cfg: TrainConfig, input_shape: tuple[int, int, int], num_cl
     return math.ceil(fixed + per_example * batch)
 
 
-def estimate_memory(config: TrainConfig | Mapping[str, Any], data: Any = None,
-                    method: str | None = None) -> MemoryEstimate:
-    """Measure the GPU memory of one trial of ``config`` (``method`` overrides its method).
+def _state_bytes(state: Any) -> int:
+    if isinstance(state, torch.Tensor):
+        return state.nbytes
+    if isinstance(state, Mapping):
+        return sum(_state_bytes(value) for value in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_state_bytes(value) for value in state)
+    return 0
 
-    ``data``: the loaded :class:`~trainables.data.Dataset` (loaded here when None)."""
-    cfg = config if isinstance(config, TrainConfig) else parse_config(config)
-    if method is not None and method != cfg.method:
-        cfg = replace(cfg, method=method)
-    if data is None:
-        from trainables.data import load_dataset
 
-        data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size)
-    from trainables.models import build_model
+def method_state_bytes(cfg: TrainConfig, data: Any) -> int:
+    """Bytes of ``cfg.method``'s state across batches (ATTA/ATAS: the per-example memories),
+    summed over its ``state_dict`` with the method built on the meta device (nothing allocated)."""
+    from trainables.methods import build_method
 
-    channels = data.input_shape[0]
-    model = build_model(cfg.model, data.num_classes, data.input_shape, (0.5,) * channels, (0.25,) * channels)
+    method = build_method(cfg, len(data.train), data.input_shape, torch.device("meta"), None)
+    return _state_bytes(method.state_dict())
+
+
+def _load_data(cfg: TrainConfig) -> Any:
+    from trainables.data import load_dataset
+
+    return load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size)
+
+
+def _shared_estimate(cfg: TrainConfig, data: Any) -> MemoryEstimate:
+    """Everything but the method's memories (0 here): weights, optimizer, activations, attack, data."""
+    model = probe_model(cfg, data.input_shape, data.num_classes)
     params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     optimizer_copies = 2 if cfg.optimizer == "adam" else (1 if cfg.momentum > 0 else 0)
@@ -129,19 +152,27 @@ def estimate_memory(config: TrainConfig | Mapping[str, Any], data: Any = None,
     eval_batch = min(cfg.eval.batch_size, cfg.eval.examples, len(data.val))
     batch = max(cfg.batch_size, eval_batch)
     image = math.prod(data.input_shape) * 4
-    n = len(data.train)
-    memories = 0
-    if cfg.method in ("atta", "atas"):
-        c, h, w = data.input_shape
-        if cfg.method == "atas" and cfg.atas.store_size:
-            h = w = cfg.atas.store_size
-        memories = n * c * h * w * 4 + (n * 4 if cfg.method == "atas" else 0)
     split_bytes = sum(s.x.numel() * s.x.element_size() + s.y.numel() * s.y.element_size()
                       for s in (data.train, data.val))
     return MemoryEstimate(
         parameters=params + buffers, gradients=params, optimizer=optimizer_copies * params,
-        activations=activation_bytes(cfg, data.input_shape, data.num_classes, batch, bf16),
-        attack=ATTACK_TENSORS * batch * image, dataset=split_bytes, memories=memories)
+        activations=activation_bytes(cfg, data.input_shape, data.num_classes, batch, bf16, model),
+        attack=ATTACK_TENSORS * batch * image, dataset=split_bytes, memories=0)
+
+
+def _with_method(cfg: TrainConfig, method: str | None) -> TrainConfig:
+    return replace(cfg, method=method) if method is not None and method != cfg.method else cfg
+
+
+def estimate_memory(config: TrainConfig | Mapping[str, Any], data: Any = None,
+                    method: str | None = None) -> MemoryEstimate:
+    """Measure the GPU memory of one trial of ``config`` (``method`` overrides its method).
+
+    ``data``: the loaded :class:`~trainables.data.Dataset` (loaded here when None)."""
+    cfg = _with_method(config if isinstance(config, TrainConfig) else parse_config(config), method)
+    if data is None:
+        data = _load_data(cfg)
+    return replace(_shared_estimate(cfg, data), memories=method_state_bytes(cfg, data))
 
 
 def check_gpu_share(config: TrainConfig | Mapping[str, Any], gpus_per_trial: float, gpu_total_bytes: int,
@@ -153,10 +184,10 @@ def check_gpu_share(config: TrainConfig | Mapping[str, Any], gpus_per_trial: flo
         return None
     cfg = config if isinstance(config, TrainConfig) else parse_config(config)
     if data is None:
-        from trainables.data import load_dataset
-
-        data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size)
-    candidates = [estimate_memory(cfg, data, m) for m in (list(methods) if methods else [cfg.method])]
+        data = _load_data(cfg)
+    configs = [_with_method(cfg, m) for m in (list(methods) if methods else [cfg.method])]
+    shared = _shared_estimate(cfg, data)  # the same for every method
+    candidates = [replace(shared, memories=method_state_bytes(c, data)) for c in configs]
     estimate = max(candidates, key=lambda e: e.total_bytes)
     need, share = estimate.total_bytes, gpus_per_trial * gpu_total_bytes
     if need <= share:
@@ -173,4 +204,5 @@ def check_gpu_share(config: TrainConfig | Mapping[str, Any], gpus_per_trial: flo
                       f"(needs ~{need / GIB:.1f} GiB); {advice}")
 
 
-__all__ = ["MemoryEstimate", "activation_bytes", "check_gpu_share", "estimate_memory", "saved_tensor_bytes"]
+__all__ = ["MemoryEstimate", "activation_bytes", "check_gpu_share", "estimate_memory", "method_state_bytes",
+           "probe_model", "saved_tensor_bytes"]

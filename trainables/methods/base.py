@@ -94,6 +94,15 @@ def default_alpha(method: str, k: int, epsilon: float) -> float:
     return min(2.5 * epsilon / max(k, 1), 1.25 * epsilon)
 
 
+def train_mode(model: nn.Module) -> None:
+    """``model.train(True)``, skipping the walk over every module when the model already trains.
+
+    The root's flag speaks for its submodules: every mode switch around training (the engine's
+    epoch start, :class:`bn_mode`, evaluation's restore) is a whole-model ``train``/``eval``."""
+    if not model.training:
+        model.train(True)
+
+
 class bn_mode:
     """Context manager: put the model in train or eval mode for an attack, restore train after."""
 
@@ -156,7 +165,7 @@ def weight_update(
     ctx: StepContext, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One training step on x_adv: returns (loss, correct count, forwards used); 1 backprop."""
-    ctx.model.train(True)
+    train_mode(ctx.model)
     with ctx.autocast():
         loss, logits, forwards = ctx.loss.train_loss(ctx.model, x, x_adv, y)
     ctx.optimizer.zero_grad(set_to_none=True)

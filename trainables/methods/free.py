@@ -14,7 +14,7 @@ import torch
 
 from trainables.attacks import pgd_step, random_init
 from trainables.data import Batch
-from trainables.methods.base import BatchStats, Plan, StepContext, default_alpha
+from trainables.methods.base import BatchStats, Plan, StepContext, default_alpha, train_mode
 
 
 class Free:
@@ -36,7 +36,7 @@ class Free:
         replays = plan.k + 1
         alpha = plan.alpha or self.alpha or default_alpha(self.name, plan.k, ctx.epsilon)
         delta = self._initial_delta(x, ctx.epsilon) if plan.k > 0 else torch.zeros_like(x)
-        ctx.model.train(True)
+        train_mode(ctx.model)
         for _ in range(replays):
             delta = delta.detach().requires_grad_(True)
             with ctx.autocast():

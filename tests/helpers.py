@@ -1,0 +1,21 @@
+"""Small helpers shared by several test modules (imported as ``from helpers import ...``)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+
+
+def roundtrip(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` after a torch.save / torch.load(weights_only=True) round trip through memory."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def f32(value: float) -> torch.Tensor:
+    """``value`` as a float32 scalar tensor (what float32 tensors are compared against)."""
+    return torch.tensor(value, dtype=torch.float32)
