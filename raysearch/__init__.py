@@ -1,21 +1,33 @@
 """raysearch: search efficient adversarial-training recipes with Ray Tune, Optuna and ASHA.
 
 Every command is a function returning a result object: :func:`train`, :func:`search`,
-:func:`report`, :func:`evaluate`, :func:`bench`. Importing the package is cheap: the command modules import
-torch, Ray and Optuna inside their functions.
+:func:`confirm`, :func:`report`, :func:`evaluate`, :func:`bench`. Importing the package is
+cheap: each command's module (and torch, Ray and Optuna) is imported on first use.
 
-The functions are imported eagerly on purpose: a lazy wrapper named like its submodule is
-replaced by the module object as soon as the submodule is imported.
+Example::
+
+    >>> import raysearch
+    >>> result = raysearch.train("demo", ["epochs=1"], progress=False)  # doctest: +SKIP
+    >>> result.summary["robust_acc"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import Any
 
-from raysearch.bench import bench  # noqa: E402
-from raysearch.evaluate import evaluate  # noqa: E402
-from raysearch.report import report  # noqa: E402
-from raysearch.search import search  # noqa: E402
-from raysearch.train import train  # noqa: E402
+from raysearch._version import __version__
 
-__all__ = ["__version__", "bench", "evaluate", "report", "search", "train"]
+_COMMANDS = {"train": "train", "search": "search", "confirm": "confirm", "report": "report",
+             "evaluate": "evaluate", "bench": "bench"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _COMMANDS:
+        import importlib
+
+        module = importlib.import_module(f"raysearch.commands.{_COMMANDS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'raysearch' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "bench", "confirm", "evaluate", "report", "search", "train"]

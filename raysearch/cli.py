@@ -1,6 +1,8 @@
 """The ``raysearch`` command line (SPEC §10): a thin layer over the Python functions.
 
-Exit codes: 0 success; 2 bad input (one clear line, nothing was started); 1 anything else.
+Exit codes: 0 success; 2 bad input (one clear line, nothing was started); 130 a search or
+confirmation interrupted by Ctrl-C (it prints the ``--resume`` line; shells use 128 + SIGINT);
+1 anything else (a storage error is one line too).
 """
 
 from __future__ import annotations
@@ -9,15 +11,57 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from trainables.registry import ConfigError
 
+INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2 (argparse's own code too)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _number(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="raysearch",
         description="Search efficient adversarial-training recipes (Amata, DEAT/M+, ATAS) on Ray Tune.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def experiment_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("experiment", nargs="?", default="demo",
@@ -32,18 +76,27 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("search", help="search methods and schedules with Ray Tune + Optuna + ASHA")
     experiment_args(p)
-    p.add_argument("--samples", type=int, help="number of trials")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions share a GPU")
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
+    p.add_argument("--samples", type=_positive_int, help="number of trials")
+    p.add_argument("--gpus-per-trial", type=_number, help="GPUs per trial; fractions share a GPU")
+    p.add_argument("--cpus-per-trial", type=_number, help="CPUs per trial")
     p.add_argument("--address", help="join a running Ray cluster (e.g. auto)")
     p.add_argument("--storage", help="parent directory or cloud URI of the run directory (default runs)")
     p.add_argument("--name", help="run name (default <experiment>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
-    p.add_argument("--time-attr", choices=["backprops", "epoch"], help="ASHA's time axis")
+    p.add_argument("--time-attr", choices=["fidelity", "backprops", "epoch"], help="ASHA's time axis")
 
-    p = commands.add_parser("bench", help="measure attack efficiency, overheads and GPU throughput here")
+    p = commands.add_parser("confirm", help="re-train the best recipes and the paper defaults with more seeds")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a search (runs/<name>)")
+    p.add_argument("--top", type=_count, default=None, help="recipes to confirm besides the paper defaults")
+    p.add_argument("--seeds", type=_positive_int, default=None, help="seeds per recipe, the search's own run included")
+    p.add_argument("--attacks", default=None, help="test-split attacks, e.g. pgd50x10 (default: the experiment's)")
+
+    p = commands.add_parser("bench", help="measure attack efficiency, overheads, the search's economics, GPU paths")
     p.add_argument("--json", action="store_true", help="print all figures as one JSON object, last")
     p.add_argument("--quick", action="store_true", help="a run of seconds: small_cnn only, fewer repetitions")
+    p.add_argument("--search", action="store_true",
+                   help="compare today's search with the new default on the demo (minutes per search seed)")
+    p.add_argument("--smoke", action="store_true", help="exercise every GPU path once (CUDA checks skip on a CPU)")
 
     p = commands.add_parser("report", help="write report.md, pareto.png, schedules.png, trials.csv and best.yaml")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a search (runs/<name>)")
@@ -51,17 +104,18 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("evaluate", help="attack the best trials (or one checkpoint) on the test split")
     p.add_argument("target", metavar="RUN_DIR|CHECKPOINT",
                    help="run directory, best.pt/state.pt file, or a folder holding one")
-    p.add_argument("--top", type=int, default=3, help="trials of a run directory to evaluate, best first (default 3)")
+    p.add_argument("--top", type=_positive_int, default=3,
+                   help="trials of a run directory to evaluate, best first (default 3)")
     p.add_argument("--attacks", default="pgd50x10,cw20,autoattack",
                    help="comma-separated: pgdSTEPS[xRESTARTS], cwSTEPS[xRESTARTS], autoattack")
-    p.add_argument("--examples", type=int, default=None, metavar="N", help="first N test examples only")
+    p.add_argument("--examples", type=_positive_int, default=None, metavar="N", help="first N test examples only")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: a GPU when there is one)")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from raysearch.train import train
+        from raysearch.commands.train import train
 
         result = train(args.experiment, args.overrides, out_dir=args.out, progress=True)
         summary = result.summary
@@ -73,24 +127,29 @@ def _run(args: argparse.Namespace) -> int:
                   f"objective={summary['objective']:.4f}\nresults in {result.out_dir}")
         return 0
     if args.command == "search":
-        from raysearch.search import search
+        from raysearch.commands.search import search
 
-        search(args.experiment, args.overrides, samples=args.samples, gpus_per_trial=args.gpus_per_trial,
-               cpus_per_trial=args.cpus_per_trial, address=args.address, storage=args.storage,
-               name=args.name, resume=args.resume, time_attr=args.time_attr)
-        return 0
+        found = search(args.experiment, args.overrides, samples=args.samples, gpus_per_trial=args.gpus_per_trial,
+                       cpus_per_trial=args.cpus_per_trial, address=args.address, storage=args.storage,
+                       name=args.name, resume=args.resume, time_attr=args.time_attr)
+        return INTERRUPTED if found.interrupted else 0
+    if args.command == "confirm":
+        from raysearch.commands.confirm import confirm
+
+        confirmed = confirm(args.run_dir, top=args.top, seeds=args.seeds, attacks=args.attacks)
+        return INTERRUPTED if confirmed.interrupted else 0
     if args.command == "bench":
-        from raysearch.bench import bench
+        from raysearch.commands.bench import bench
 
-        bench(json_output=args.json, quick=args.quick)
+        bench(json_output=args.json, quick=args.quick, search=args.search, smoke=args.smoke)
         return 0
     if args.command == "report":
-        from raysearch.report import report
+        from raysearch.commands.report import report
 
         report(args.run_dir)
         return 0
     if args.command == "evaluate":
-        from raysearch.evaluate import evaluate
+        from raysearch.commands.evaluate import evaluate
 
         evaluate(args.target, top=args.top, attacks=args.attacks, examples=args.examples, device=args.device)
         return 0
@@ -98,15 +157,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from raysearch.rundir.storage import StorageError
+
     args = _parser().parse_args(argv)
     try:
         return _run(args)
     except ConfigError as err:
         print(f"raysearch {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except StorageError as err:
+        print(f"raysearch {args.command}: storage error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"raysearch {args.command}: interrupted", file=sys.stderr)
-        return 1
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ the config keys it fixes (``{"schedule": "amata"}``). The suggested values plus 
 ones are always a valid partial config; invalid combinations cannot be drawn. Step sizes are
 multiples of the threat radius, so :func:`get_space` builds a space for one epsilon.
 
-Keys under ``search.`` (the ``all`` space's branch :data:`BRANCH_KEY` and its namespaced
-copies) are search-only: drop them with :func:`strip_search_keys` before ``parse_config``.
-No computation happens here.
+Keys under ``optuna.`` (the ``all`` space's branch :data:`BRANCH_KEY` and its namespaced
+copies) are Optuna-only: drop them with :func:`strip_search_keys` before ``parse_config``.
+Choices that name registry entries (outer losses, which method takes which loss) are read
+from the trainables registries. No computation happens here or at import.
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ from typing import Any
 
 import optuna
 
-from search_spaces.joint import BRANCH_KEY, SEARCH_PREFIX, SPACES, namespaced, strip_search_keys
+from search_spaces.joint import (
+    BRANCH_KEY,
+    OPTUNA_PREFIX,
+    SPACES,
+    family_of,
+    namespaced,
+    strip_search_keys,
+)
 from search_spaces.warm_start import (
-    WARM_START,
     WarmStart,
     is_warm_start,
     warm_start_points,
@@ -45,10 +52,10 @@ def get_space(name: str, epsilon: float = EPS_8) -> Callable[[optuna.Trial], dic
 
 __all__ = [
     "BRANCH_KEY",
-    "SEARCH_PREFIX",
+    "OPTUNA_PREFIX",
     "SPACES",
-    "WARM_START",
     "WarmStart",
+    "family_of",
     "get_space",
     "is_warm_start",
     "namespaced",

@@ -18,9 +18,10 @@ from typing import Any
 
 import optuna
 
+from search_spaces.common import suggest_attack_bn, supports_loss
+
 K_MIN_RANGE = (1, 4)
 K_MAX_RANGE = (4, 16)
-SHAPES = ("linear", "exp", "cosine", "step")
 METHODS = ("pgd", "free", "atta")
 ETA_RANGE = (0.1, 5.0)  # Appendix B.2: "eta ranging from 0.1 to 5"
 SWITCH_RANGE = (0.2, 0.8)
@@ -29,6 +30,8 @@ TAU_RANGE_EPS = (1.5, 4.0)  # tau in multiples of epsilon; the paper's 20/255 is
 
 def amata_space(trial: optuna.Trial, *, epsilon: float) -> dict[str, Any]:
     """Define-by-run Amata space for threat radius ``epsilon`` (pixel scale)."""
+    from trainables.schedules.amata import SHAPES
+
     method = trial.suggest_categorical("method", METHODS)
     trial.suggest_int("amata.k_min", *K_MIN_RANGE)
     trial.suggest_int("amata.k_max", *K_MAX_RANGE)
@@ -38,7 +41,8 @@ def amata_space(trial: optuna.Trial, *, epsilon: float) -> dict[str, Any]:
     elif shape == "step":
         trial.suggest_float("amata.switch", *SWITCH_RANGE)
     trial.suggest_float("amata.tau", TAU_RANGE_EPS[0] * epsilon, TAU_RANGE_EPS[1] * epsilon)
+    suggest_attack_bn(trial)
     constants: dict[str, Any] = {"schedule": "amata"}
-    if method == "free":  # Free's replays train on the attack's own loss: ce only
+    if not supports_loss(method, "trades"):  # Free's replays train on the attack's own loss: ce only
         constants["loss"] = "ce"
     return constants

@@ -15,6 +15,8 @@ from typing import Any
 
 import optuna
 
+from search_spaces.common import suggest_attack_bn, supports_loss
+
 METHODS = ("pgd", "fgsm_rs", "free", "atta")
 K_RANGES = {"pgd": (1, 10), "free": (1, 7), "atta": (1, 3)}
 FGSM_ALPHA_RANGE_EPS = (1.0, 1.5)
@@ -29,6 +31,7 @@ def baselines_space(trial: optuna.Trial, *, epsilon: float) -> dict[str, Any]:
         constants["k"] = 1
     else:
         trial.suggest_int("k", *K_RANGES[method])
-    if method == "free":
+    suggest_attack_bn(trial)
+    if not supports_loss(method, "trades"):
         constants["loss"] = "ce"
     return constants

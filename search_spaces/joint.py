@@ -1,15 +1,15 @@
 """The ``all`` space (a categorical over the method families, each branch its family's space)
 and :data:`SPACES`, the registry of every space by contract name.
 
-The branch is an Optuna parameter named :data:`BRANCH_KEY` (``"search.space"``). It is not a
-config key: Ray's OptunaSearch copies every suggested parameter into the trial config, so the
-trainable's edge must drop every key under :data:`SEARCH_PREFIX` (:func:`strip_search_keys`)
-before ``parse_config``.
+The branch is an Optuna parameter named :data:`BRANCH_KEY` (``"optuna.family"``). It is not
+a config key: Ray's OptunaSearch copies every suggested parameter into the trial config, and
+raysearch's searcher drops every key under :data:`OPTUNA_PREFIX` (:func:`strip_search_keys`)
+before a trial sees its config, so trial configs hold config keys only.
 
 Optuna forbids one parameter name with different categorical choices in one study, and the
 families disagree on ``method`` ({pgd, free, atta} for Amata, {free, pgd} for M+, ...). So
 inside ``all`` a family's top-level keys (no dot: ``method``, ``k``, ``alpha``, ``loss``) are
-suggested as ``search.<family>.<key>`` and copied back to their config key in the returned
+suggested as ``optuna.<family>.<key>`` and copied back to their config key in the returned
 dict; its own section keys (``amata.k_min``, ``mplus.gamma``, ``atas.c``) keep their names.
 Each family then also keeps its own TPE model of its step size and K.
 """
@@ -27,8 +27,8 @@ from search_spaces.baselines import baselines_space
 from search_spaces.mplus import mplus_space
 from trainables.registry import Registry
 
-BRANCH_KEY = "search.space"
-SEARCH_PREFIX = "search."
+OPTUNA_PREFIX = "optuna."  # Optuna-only parameter names, never config keys
+BRANCH_KEY = f"{OPTUNA_PREFIX}family"
 
 Space = Callable[..., dict[str, Any]]
 
@@ -42,12 +42,17 @@ FAMILIES: dict[str, Space] = {
 
 def namespaced(family: str, key: str) -> str:
     """The Optuna parameter name of config key ``key`` in family ``family`` inside ``all``."""
-    return key if "." in key else f"{SEARCH_PREFIX}{family}.{key}"
+    return key if "." in key else f"{OPTUNA_PREFIX}{family}.{key}"
 
 
 def strip_search_keys(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop the search-only keys (the branch, the namespaced copies) from a trial config."""
-    return {key: value for key, value in config.items() if not key.startswith(SEARCH_PREFIX)}
+    """Drop the Optuna-only keys (the branch, the namespaced copies) from a trial config."""
+    return {key: value for key, value in config.items() if not key.startswith(OPTUNA_PREFIX)}
+
+
+def family_of(params: Mapping[str, Any], space: str) -> str:
+    """The family a trial of space ``space`` ran: its branch in ``all``, else the space itself."""
+    return str(params.get(BRANCH_KEY, space))
 
 
 class _Namespaced:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import torch
 
-SEARCH_ARGS = ["epochs=2", "eval.examples=100", "search.space=baselines", "search.max_concurrent=2"]
+SEARCH_ARGS = ["epochs=2", "eval.examples=100", "search.space=baselines", "search.max_concurrent=2",
+               "search.time_attr=backprops", "search.confirm.top=0"]
 SAMPLES = 3
 
 
@@ -43,7 +44,7 @@ def tiny_search_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if not summary.exists():
         import ray
 
-        from raysearch.search import search
+        from raysearch.commands.search import search
 
         base.mkdir(exist_ok=True)
         started = not ray.is_initialized()
@@ -55,6 +56,6 @@ def tiny_search_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             if started:
                 ray.shutdown()
         summary.write_text(json.dumps({"run_dir": result.run_dir, "trials": {
-            t["trial_id"]: [t["status"], t["metrics"]] for t in result.trials}}))
+            t.trial_id: [t.status.value, t.metrics] for t in result.trials}}))
     data = json.loads(summary.read_text())
     return {"run_dir": Path(data["run_dir"]), "trials": {k: tuple(v) for k, v in data["trials"].items()}}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from raysearch.bench import (
+from raysearch.commands.bench import (
     Case,
     attack_limit,
     attack_target,

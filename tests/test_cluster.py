@@ -19,14 +19,15 @@ def test_search_runs_trials_on_every_node_into_one_run_directory(tmp_path: Path)
     import ray
     from ray.cluster_utils import Cluster
 
-    from raysearch.search import search
+    from raysearch.commands.search import search
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
         result = search("demo", [f"epochs={EPOCHS}", "eval.examples=100", "search.space=baselines",
-                                 "search.scheduler=none", "search.cpus_per_trial=1"],
+                                 "search.scheduler=none", "search.cpus_per_trial=1", "search.time_attr=backprops",
+                                 "search.confirm.top=0"],
                         samples=SAMPLES, address=cluster.address, storage=str(tmp_path), name="cluster",
                         progress=False)
         nodes = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
@@ -37,13 +38,13 @@ def test_search_runs_trials_on_every_node_into_one_run_directory(tmp_path: Path)
     assert len(nodes) == 2
     assert result.concurrency == 2  # one 1-CPU trial per node at a time
     assert len(result.trials) == SAMPLES
-    used = {trial["metrics"]["node_id"] for trial in result.trials}
-    print("trials per node:", {f"{n[:8]} ({nodes[n]})": sorted(t["trial_id"] for t in result.trials
-                                                               if t["metrics"]["node_id"] == n) for n in used})
+    used = {trial.metrics["node_id"] for trial in result.trials}
+    print("trials per node:", {f"{n[:8]} ({nodes[n]})": sorted(t.trial_id for t in result.trials
+                                                               if t.metrics["node_id"] == n) for n in used})
     assert used == set(nodes), "every node ran trials"
     for trial in result.trials:
-        assert trial["metrics"]["node_ip"] == nodes[trial["metrics"]["node_id"]]
-        assert trial["status"] == "completed"
+        assert trial.metrics["node_ip"] == nodes[trial.metrics["node_id"]]
+        assert trial.status.value == "completed"
 
     run_dir = tmp_path / "cluster"
     assert Path(result.run_dir) == run_dir

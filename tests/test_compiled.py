@@ -72,8 +72,8 @@ def test_training_passes_get_weight_gradients() -> None:
 
 def test_train_mode_reaches_the_model_and_plain_runs_are_unwrapped() -> None:
     model = _model()
-    assert forward_model(model, compile=False, method="pgd") is model
-    wrapped = forward_model(model, compile=True, method="free")
+    assert forward_model(model, compile=False) is model
+    wrapped = forward_model(model, compile=True, split=False)
     assert isinstance(wrapped, AttackSplitForward) and wrapped.attack is wrapped.full
     wrapped.train(False)
     assert not model.training

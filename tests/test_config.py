@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from trainables.config import TrainConfig, parse_config, parse_number
+from trainables.config import TrainConfig, config_keys, parse_config, parse_number
 from trainables.registry import ConfigError
 
 
@@ -92,10 +92,12 @@ def test_to_flat_round_trips() -> None:
     default = TrainConfig()
     assert parse_config(default.to_flat()) == default
     assert default.to_flat()["amata.tau"] is None  # None survives the trip too
-    # Every field (nested ones included) appears exactly once as a dotted key.
+    # Every field (nested and registry sections included) appears exactly once as a dotted key.
+    sections = [options for _, options in default.sections]
+    fields = [f for f in dataclasses.fields(default) if f.name != "sections"]
     nested = sum(len(dataclasses.fields(getattr(default, f.name))) if dataclasses.is_dataclass(getattr(default, f.name))
-                 else 1 for f in dataclasses.fields(default))
-    assert len(flat) == nested
+                 else 1 for f in fields) + sum(len(dataclasses.fields(o)) for o in sections)
+    assert len(flat) == nested == len(config_keys())
 
 
 def test_config_is_frozen() -> None:
@@ -132,8 +134,8 @@ def test_unknown_nested_key() -> None:
 @pytest.mark.parametrize(("key", "value", "suggestion", "choices"), [
     ("method", "pgdd", "pgd", "pgd, fgsm_rs, free, atta, atas"),
     ("method", "atass", "atas", "pgd, fgsm_rs, free, atta, atas"),
-    ("schedule", "amatta", "amata", "constant, amata, deat_every, deat_acc, mplus"),
-    ("schedule", "mplu", "mplus", "constant, amata, deat_every, deat_acc, mplus"),
+    ("schedule", "amatta", "amata", "constant, amata, deat_every, deat_acc, mplus, piecewise"),
+    ("schedule", "mplu", "mplus", "constant, amata, deat_every, deat_acc, mplus, piecewise"),
     ("loss", "trade", "trades", "ce, trades, mart"),
     ("amata.shape", "cosin", "cosine", "linear, exp, cosine, step"),
 ])

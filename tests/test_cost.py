@@ -11,8 +11,8 @@ import torch
 
 from trainables.config import parse_config
 from trainables.cost import Cost, Stopwatch, table2_backprops
-from trainables.engine import Run
-from trainables.schedules import build_schedule
+from trainables.engine import Run, start_run
+from trainables.parts import make_schedule
 
 # DEAT Table 2: backprops in ten epochs, as multiples of M (batches per epoch).
 TABLE2 = {
@@ -25,7 +25,7 @@ TABLE2 = {
 
 
 def _ks(values: dict, epochs: int = 10) -> list[int]:
-    schedule = build_schedule(parse_config({**values, "epochs": epochs}))
+    schedule = make_schedule(parse_config({**values, "epochs": epochs}))
     return [schedule.plan(t).k for t in range(epochs)]
 
 
@@ -60,7 +60,7 @@ _TINY = {"dataset": "digits", "model": "small_cnn", "batch_size": 8, "max_batche
 
 
 def _run(values: dict, epochs: int) -> Run:
-    run = Run(parse_config({**_TINY, **values, "epochs": epochs}), device="cpu")
+    run = start_run(parse_config({**_TINY, **values, "epochs": epochs}), device="cpu")
     while not run.finished:
         run.step()
     return run

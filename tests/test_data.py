@@ -15,7 +15,19 @@ import torch
 import torch.nn.functional as F
 
 from trainables._torchvision import import_torchvision
-from trainables.data import DATASETS, Augment, AugParams, BatchLoader, Split, load_dataset
+from trainables.data import (
+    DATASETS,
+    Augment,
+    AugParams,
+    BatchLoader,
+    Split,
+    StreamingLoader,
+    keep_on_device,
+    load_dataset,
+    make_loader,
+    materialize,
+    train_subset,
+)
 from trainables.data.datasets import _read
 from trainables.registry import ConfigError
 
@@ -33,11 +45,13 @@ def test_digits_splits_partition_the_data(digits) -> None:
     assert digits.input_shape == (1, 8, 8) and digits.num_classes == 10
     assert (digits.crop_padding, digits.flip) == (0, False)
     everything = torch.tensor(load_digits().images, dtype=torch.float32).unsqueeze(1) / 16
-    parts = torch.cat([digits.train.x, digits.val.x, digits.test.x])
+    parts = torch.cat([digits.train.images(), digits.val.images(), digits.test.images()])
     assert _rows(parts) == _rows(everything)  # disjoint and complete, as a multiset of images
     for split in (digits.train, digits.val, digits.test):
-        assert split.x.dtype == torch.float32 and split.y.dtype == torch.int64
-        assert split.x.min() == 0 and split.x.max() == 1
+        # held as uint8 values 0..16 (a quarter of float32's bytes), read as value / 16
+        assert split.x.dtype == torch.uint8 and split.scale == 16 and split.y.dtype == torch.int64
+        assert split.images().dtype == torch.float32
+        assert split.images().min() == 0 and split.images().max() == 1
         assert set(split.y.tolist()) == set(range(10))
 
 
@@ -50,8 +64,8 @@ def test_digits_split_is_fixed_whatever_the_seed(digits) -> None:
 
 
 def test_digits_mean_std_come_from_the_training_split(digits) -> None:
-    assert digits.mean == pytest.approx((digits.train.x.mean().item(),))
-    assert digits.std == pytest.approx((digits.train.x.std().item(),))
+    assert digits.mean == pytest.approx((digits.train.images().mean().item(),))
+    assert digits.std == pytest.approx((digits.train.images().std().item(),))
     assert digits.mean[0] == pytest.approx(0.305, abs=0.01)
 
 
@@ -63,13 +77,15 @@ def test_synthetic_is_deterministic_and_sized() -> None:
     assert (len(a.train), len(a.val), len(a.test)) == (64, 256, 256)
     assert a.input_shape == (3, 32, 32) and a.num_classes == 10 and (a.crop_padding, a.flip) == (4, True)
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
-    assert 0 <= a.train.x.min() and a.train.x.max() <= 1 and a.train.y.max() < 10
+    images = a.train.images()
+    assert 0 <= images.min() and images.max() <= 1 and a.train.y.max() < 10
 
 
 def test_unknown_dataset_suggests_the_closest_name() -> None:
     with pytest.raises(ConfigError, match="did you mean 'cifar10'"):
         load_dataset("cifar_10")
-    assert set(DATASETS) == {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "synthetic"}
+    assert set(DATASETS) == {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "imagefolder",
+                             "synthetic"}
 
 
 def test_split_to_and_len() -> None:
@@ -154,13 +170,13 @@ def test_torchvision_dataset_reads_the_real_format(no_md5, tmp_path: Path, name,
     assert ds.input_shape == shape and ds.num_classes == classes and len(ds.mean) == shape[0]
     assert (len(ds.train), len(ds.val), len(ds.test)) == (18, 2, 5)  # a tenth of 20 held out
     # image i is filled with i/255 and labelled i % classes (SVHN's "10" is digit 0)
-    ids = torch.cat([ds.train.x, ds.val.x])[:, 0, 0, 0] * 255
+    ids = torch.cat([ds.train.images(), ds.val.images()])[:, 0, 0, 0] * 255
     assert sorted(ids.round().long().tolist()) == list(range(20))
     for split in (ds.train, ds.val, ds.test):
-        assert split.x.dtype == torch.float32 and split.x.is_contiguous()
+        assert split.x.dtype == torch.uint8 and split.x.is_contiguous()  # uint8 pixels, as stored
         assert torch.all(split.x == split.x[:, :1, :1, :1])  # every pixel and channel of an image
-        assert torch.equal(split.y, (split.x[:, 0, 0, 0] * 255).round().long() % classes)
-    assert torch.equal(ds.test.x[:, 0, 0, 0], torch.arange(100, 105) / 255)
+        assert torch.equal(split.y, split.x[:, 0, 0, 0].long() % classes)
+    assert torch.equal(ds.test.images()[:, 0, 0, 0], torch.arange(100, 105) / 255)
 
 
 def test_train_val_split_is_fixed(no_md5, tmp_path: Path) -> None:
@@ -305,3 +321,81 @@ def test_loader_rejects_bad_sizes() -> None:
         BatchLoader(_split(4), batch_size=0, shuffle=False)
     with pytest.raises(ConfigError, match="max_batches"):
         BatchLoader(_split(4), batch_size=2, shuffle=False, max_batches=-1)
+
+
+# --- ImageFolder, streaming, placement ----------------------------------------------------
+
+
+def _write_imagefolder(root: Path, splits: dict[str, int], size: int = 12) -> None:
+    """PNG files in train/<class>/ (and val/, test/): class c is a flat gray of 40 + 80c."""
+    from PIL import Image
+
+    for split, per_class in splits.items():
+        for c, name in enumerate(("cat", "dog", "eel")):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                value = 40 + 80 * c
+                Image.new("RGB", (size + i % 3, size), (value, value, value)).save(folder / f"{i}.png")
+
+
+def test_imagefolder_reads_the_png_tree(tmp_path: Path) -> None:
+    _write_imagefolder(tmp_path, {"train": 10, "val": 2, "test": 3})
+    ds = load_dataset("imagefolder", root=str(tmp_path), image_size=8)
+    assert ds.num_classes == 3 and ds.input_shape == (3, 8, 8) and (ds.crop_padding, ds.flip) == (1, True)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (30, 6, 9)  # val/ is validation when test/ exists
+    test = materialize(ds.test)
+    assert test.x.dtype == torch.uint8 and sorted(set(test.y.tolist())) == [0, 1, 2]
+    for image, label in zip(test.x, test.y, strict=True):
+        assert torch.all(image == 40 + 80 * int(label))  # resized and cropped, colour kept
+
+
+def test_imagefolder_without_test_uses_val_as_test_and_carves_validation(tmp_path: Path) -> None:
+    _write_imagefolder(tmp_path, {"train": 10, "val": 2})
+    ds = load_dataset("imagefolder", root=str(tmp_path), image_size=8)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (27, 3, 6)
+    with pytest.raises(ConfigError, match="train/<class>/<image>"):
+        load_dataset("imagefolder", root=str(tmp_path / "missing"))
+
+
+def test_streaming_and_on_device_give_the_same_batches(digits) -> None:
+    augment = Augment(crop_padding=1, flip=True)
+    on_device = BatchLoader(digits.train, batch_size=100, shuffle=True, augment=augment)
+    streamed = StreamingLoader(digits.train, batch_size=100, device="cpu", shuffle=True, augment=augment)
+    assert len(on_device) == len(streamed) == 12 and streamed.train_size == on_device.train_size
+    torch.manual_seed(5)
+    first = list(on_device)
+    torch.manual_seed(5)
+    second = list(streamed)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a.index, b.index) and torch.equal(a.y, b.y) and torch.equal(a.x, b.x)
+
+
+def test_streaming_an_item_split_through_workers_gives_the_same_batches(tmp_path: Path) -> None:
+    _write_imagefolder(tmp_path, {"train": 6, "val": 2})
+    ds = load_dataset("imagefolder", root=str(tmp_path), image_size=8)
+    held = materialize(ds.train)
+    torch.manual_seed(1)
+    a = list(BatchLoader(held, batch_size=4, shuffle=True))
+    torch.manual_seed(1)
+    b = list(StreamingLoader(ds.train, batch_size=4, device="cpu", shuffle=True, workers=1))
+    assert len(a) == len(b) == 5  # 17 training images (one carved for validation), batches of 4
+    assert all(torch.equal(x.x, y.x) and torch.equal(x.index, y.index) for x, y in zip(a, b, strict=True))
+
+
+def test_auto_placement_streams_above_the_cap(digits, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainables.config import parse_config
+    from trainables.data import placement
+
+    assert keep_on_device("auto", 100, 1000) and not keep_on_device("auto", 300, 1000)
+    assert keep_on_device("true", 10**12, 1) and not keep_on_device("false", 1, 10**12)
+    cfg = parse_config({"data_on_device": "auto"})
+    assert isinstance(make_loader(cfg, digits, torch.device("cpu")), BatchLoader)
+    monkeypatch.setattr(placement, "memory_capacity", lambda device, share=1.0: digits.train.nbytes)  # 25% of it
+    assert isinstance(make_loader(cfg, digits, torch.device("cpu")), StreamingLoader)
+
+
+def test_data_fraction_is_a_fixed_subset(digits) -> None:
+    half = train_subset(digits.train, 0.5)
+    assert len(half) == 600 and torch.equal(half.y, train_subset(digits.train, 0.5).y)
+    assert train_subset(digits.train, 1.0) is digits.train

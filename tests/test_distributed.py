@@ -20,12 +20,12 @@ import pytest
 import torch
 from torch import nn
 
+from trainables.checkpoint import load_run_state, save_run
 from trainables.config import parse_config
 from trainables.data import Batch, Split
 from trainables.distributed import ShardedBatchLoader, check_world, train_data_parallel
-from trainables.engine import Run
+from trainables.engine import Run, start_run
 from trainables.registry import ConfigError
-from trainables.trainable import load_run_state, save_run
 
 CONFIG = {"dataset": "digits", "model": "small_cnn", "batch_size": 32, "max_batches": 12, "epochs": 3,
           "method": "pgd", "k": 2, "init": "zero", "lr": 0.05, "eval.examples": 50, "eval.steps": 2,
@@ -93,7 +93,7 @@ class _PerHalfNorm(nn.Module):
 
 
 def _single(per_half_norm: bool, **values: Any) -> Run:
-    run = Run(parse_config({**CONFIG, **values}), "cpu")
+    run = start_run(parse_config({**CONFIG, **values}), "cpu")
     joined = _Joined(run)
     run.loader = joined  # type: ignore[assignment]
     if per_half_norm:
@@ -120,7 +120,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch() -> None:
     # a different seed moves the same single-process run further (seen: 0.1, 2.4, 7.3 %).
     assert _losses(ddp) == pytest.approx(_losses(plain), rel=0.05)
     # Cost is counted per global batch: exactly what one process with batch 32 counts.
-    reference = Run(parse_config(CONFIG), "cpu")
+    reference = start_run(parse_config(CONFIG), "cpu")
     assert ddp.batches_per_epoch == reference.batches_per_epoch == 12
     assert ddp.cost.backprops == plain.cost.backprops == 3 * 12 * (2 + 1)
     assert ddp.cost.forwards == plain.cost.forwards

@@ -18,7 +18,7 @@ import trainables.attacks.pgd as pgd_module
 import trainables.evaluation as evaluation
 from trainables.attacks import input_gradient, pgd_step
 from trainables.config import parse_config
-from trainables.engine import CO, COMPLETED, DIVERGED, RUNNING, Run
+from trainables.engine import CO, COMPLETED, DIVERGED, RUNNING, Run, start_run
 from trainables.evaluation import COMonitor, evaluate_accuracy, pmp_criterion
 from trainables.methods import BatchStats
 from trainables.objective import DIVERGED_OBJECTIVE, reference_backprops, tradeoff_objective
@@ -31,7 +31,7 @@ def _run(values: dict[str, Any], epochs: int | None = None) -> Run:
     merged = {**TINY, **values}
     if epochs is not None:
         merged["epochs"] = epochs
-    return Run(parse_config(merged), device="cpu")
+    return start_run(parse_config(merged), device="cpu")
 
 
 def _steps(run: Run, n: int | None = None) -> Run:
@@ -94,12 +94,12 @@ def test_checkpoint_round_trip_continues_exactly(name: str) -> None:
 def test_free_carry_delta_resumes_on_cuda_from_a_cpu_checkpoint() -> None:
     # The trainable loads checkpoints with map_location="cpu"; the carried delta must follow x.
     values = {**TINY, "method": "free", "k": 1, "free.carry_delta": True, "epochs": 2}
-    first = Run(parse_config(values), device="cuda")
+    first = start_run(parse_config(values), device="cuda")
     first.step()
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
-    resumed = Run(parse_config(values), device="cuda")
+    resumed = start_run(parse_config(values), device="cuda")
     resumed.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
     assert resumed.step()["status"] == COMPLETED
 
@@ -160,6 +160,7 @@ def test_huge_learning_rate_diverges() -> None:
     assert record["objective"] == DIVERGED_OBJECTIVE == 10.0
     assert not math.isfinite(record["train_loss"])
     assert run.cost.eval_seconds == 0.0  # no evaluation of a diverged model
+    assert math.isnan(record["robust_acc"]) and math.isnan(record["clean_acc"])  # nor an old epoch's numbers
     assert run.summary()["status"] == DIVERGED
 
 
@@ -287,7 +288,7 @@ def test_pmp_criterion_formula(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tune_metrics_keep_the_objective_finite() -> None:
-    from trainables.trainable import tune_metrics
+    from trainables.tune_report import tune_metrics
 
     assert tune_metrics({"objective": float("nan"), "train_loss": float("nan")})["objective"] == DIVERGED_OBJECTIVE
     assert tune_metrics({"objective": 0.25, "k": 3}) == {"objective": 0.25, "k": 3}

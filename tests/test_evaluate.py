@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from raysearch.evaluate import (
+from raysearch.commands.evaluate import (
     AUTOATTACK_MISSING,
     Attack,
     check_epsilon,
@@ -24,8 +24,7 @@ from raysearch.evaluate import (
 )
 from trainables.registry import ConfigError
 
-# the module (``raysearch.evaluate`` may name the package-level function)
-ev = importlib.import_module("raysearch.evaluate")
+ev = importlib.import_module("raysearch.commands.evaluate")
 
 
 # ---------------------------------------------------------------------------- attack names
@@ -84,7 +83,7 @@ def test_sanity_checks_on_a_masked_model_row() -> None:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """raysearch train's output folder (state.pt, best.pt, config.yaml) of a 2-epoch digits run."""
-    from raysearch.train import train
+    from raysearch.commands.train import train
 
     out = tmp_path_factory.mktemp("train") / "out"
     train("demo", ["epochs=2", "eval.examples=60", "method=fgsm_rs", "seed=3"], out_dir=out, progress=False)
@@ -96,7 +95,7 @@ def test_evaluate_a_checkpoint_folder(checkpoint: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(ev, "autoattack_available", lambda: False)
     result = evaluate(checkpoint, attacks="pgd20x2,cw5,autoattack", examples=30, device="cpu")
     (row,) = result.rows
-    assert row["examples"] == 30 and row["model"] == "out" and row["recipe"].startswith("fgsm_rs")
+    assert row["examples"] == 30 and row["model"] == "out" and row["recipe"].startswith("FGSM-RS")
     assert row["weights"].endswith("best.pt")
     for name in ("clean", "fgsm", "pgd10", "pgd20x2", "cw5", "pgd10@0.5eps", "pgd10@2eps"):
         assert 0.0 <= row[name] <= 1.0, name
@@ -132,12 +131,29 @@ def test_file_targets_and_bad_input(checkpoint: Path, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.slow
-def test_autoattack_through_torchattacks(checkpoint: Path) -> None:
-    pytest.importorskip("torchattacks")
-    result = evaluate(checkpoint, attacks="pgd20,autoattack", examples=12, progress=False)
+def test_autoattack_runs_through_the_authors_package_and_is_not_weaker_than_apgd_ce(checkpoint: Path) -> None:
+    pytest.importorskip("pyautoattack")
+    from pyautoattack import AutoAttack
+
+    result = evaluate(checkpoint, attacks="pgd20,autoattack", examples=16, progress=False)
     (row,) = result.rows
     assert result.skipped == []
     assert 0.0 <= row["autoattack"] <= row["clean"]
+    # APGD-CE alone (the first of the four attacks of the standard version) on the same examples
+    from trainables.config import parse_config
+    from trainables.data import load_dataset, materialize
+    from trainables.models import build_model
+
+    cfg = parse_config(ev._config_near(checkpoint))
+    data = load_dataset(cfg.dataset, cfg.data_root)
+    test = materialize(data.test, 16)
+    model = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std)
+    model.load_state_dict(torch.load(checkpoint / "best.pt", map_location="cpu", weights_only=True))
+    model.eval()
+    apgd = AutoAttack(model, norm="Linf", eps=cfg.epsilon, version="custom", attacks=["apgd-ce"], device="cpu", seed=0)
+    _, y_adv = apgd.run_standard_evaluation(test.images(), test.y, batch_size=16)
+    apgd_ce = (y_adv == test.y).float().mean().item()
+    assert row["autoattack"] <= apgd_ce + 1e-9
 
 
 # ---------------------------------------------------------------------------- a real search (slow)
@@ -145,8 +161,8 @@ def test_autoattack_through_torchattacks(checkpoint: Path) -> None:
 
 @pytest.mark.slow
 def test_pgd50x10_is_at_most_in_loop_pgd10_on_the_same_examples(tiny_search_run: dict[str, Any]) -> None:  # noqa: F811
-    from raysearch.report import report
-    from raysearch.results import best_trial, load_run
+    from raysearch.commands.report import report
+    from raysearch.rundir.results import best_trial, load_run
     from trainables.config import parse_config
     from trainables.data import load_dataset
     from trainables.evaluation import evaluate_accuracy
@@ -156,16 +172,16 @@ def test_pgd50x10_is_at_most_in_loop_pgd10_on_the_same_examples(tiny_search_run:
     result = evaluate(run_dir, top=1, attacks="pgd50x10,cw20", examples=n, device="cpu", progress=False)
     (row,) = result.rows
     best = best_trial(load_run(run_dir).trials)
-    assert row["model"] == best["trial_id"] and row["examples"] == n
+    assert row["model"] == best.trial_id and row["examples"] == n
     assert result.csv_path == run_dir / "evaluation.csv" and result.md_path.exists()
 
     # the in-loop attack (PGD-10, α = ε/4, 1 restart) on the same model and test examples
-    cfg = parse_config(best["config"])
+    cfg = parse_config(best.config)
     data = load_dataset(cfg.dataset, cfg.data_root)
     model = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std)
     model.load_state_dict(torch.load(Path(row["weights"]), map_location="cpu", weights_only=True))
     torch.manual_seed(1)
-    in_loop = evaluate_accuracy(model, data.test.x[:n], data.test.y[:n], cfg.epsilon, cfg.eval.steps,
+    in_loop = evaluate_accuracy(model, data.test.images()[:n], data.test.y[:n], cfg.epsilon, cfg.eval.steps,
                                 cfg.epsilon / 4)
     assert row["clean"] == pytest.approx(in_loop.clean_acc)
     assert row["pgd50x10"] <= in_loop.robust_acc

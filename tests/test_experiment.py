@@ -6,7 +6,12 @@ import math
 
 import pytest
 
-from raysearch.experiment import SearchConfig, builtin_experiments, load_experiment, parse_overrides
+from raysearch.rundir.experiment import (
+    SearchConfig,
+    builtin_experiments,
+    load_experiment,
+    parse_overrides,
+)
 from trainables.registry import ConfigError
 
 

@@ -54,7 +54,8 @@ def test_estimate_counts_weights_optimizer_data_and_memories(digits) -> None:
     params = sum(p.numel() * 4 for p in model.parameters())
     assert pgd.gradients == params and pgd.optimizer == params  # SGD momentum: one copy
     assert pgd.memories == 0
-    assert pgd.dataset == (n + len(digits.val)) * (image + 8)
+    # the training split as uint8 on the device, the evaluation subset as float
+    assert pgd.dataset == n * (64 + 8) + 100 * (image + 8)
     assert estimate_memory({**DIGITS, "optimizer": "adam"}, digits).optimizer == 2 * params
     assert estimate_memory(DIGITS, digits, method="atta").memories == n * image
     assert estimate_memory(DIGITS, digits, method="atas").memories == n * image + n * 4

@@ -29,6 +29,7 @@ from trainables.methods import (
     StepContext,
     atas_step_size,
     build_loss,
+    build_method,
     default_alpha,
     update_second_moment,
 )
@@ -64,7 +65,7 @@ def _ctx(model: nn.Module, loss: str = "ce", epsilon: float = EPS, lr: float = 0
 
 def _method(name: str, loss: str = "ce", n: int = 32, augment: Augment | None = None, **values: Any):
     cfg = parse_config({"method": name, "loss": loss, "epsilon": EPS, **values})
-    return METHODS[name](cfg, n, SHAPE, torch.device("cpu"), augment)
+    return build_method(name, cfg.method_setup(n, SHAPE, torch.device("cpu"), augment))
 
 
 class _Recorder:
@@ -330,16 +331,36 @@ def test_memory_persists_across_epochs_and_resets(name: str, monkeypatch: pytest
     assert resets == [1]
     fresh = method.memory.delta
     assert not torch.equal(fresh[batch.index], stored)
-    assert (fresh.abs() <= f32(EPS)).all() and fresh.min() < -0.09 and fresh.max() > 0.09
+    if name == "atas":  # ATAS.py: U(-eps, eps)
+        assert (fresh.abs() <= f32(EPS)).all() and fresh.min() < -0.09 and fresh.max() > 0.09
+    else:  # train_atta_cifar.py: 0.001 * randn
+        assert 0.0008 < float(fresh.std()) < 0.0012 and abs(float(fresh.mean())) < 2e-4
     method.start_epoch(3)
     method.start_epoch(4)
     assert resets == [1, 1]
 
 
-def test_atta_never_resets_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    method = _method("atta")
+@pytest.mark.parametrize(("name", "epochs", "resets"), [
+    ("atta", 38, [10, 20, 30]),  # the authors' "epochs-reset": 10 of 38
+    ("atta", 10, [3, 6]),  # scaled: round(10 * 10 / 38) = 3, never before the last epoch (9)
+    ("atas", 30, [10, 20]),  # ATAS.py: every 10 of 30, not at the last
+    ("atas", 6, [2, 4]),  # scaled: every 2 of 6, none before the last epoch (5)
+])
+def test_default_resets_follow_the_authors_scaled_to_the_run(
+        name: str, epochs: int, resets: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    method = _method(name, epochs=epochs)
+    seen: list[int] = []
+    epoch = 0
+    monkeypatch.setattr(method.memory, "reset", lambda: seen.append(epoch))
+    for epoch in range(epochs):
+        method.start_epoch(epoch)
+    assert seen == resets
+
+
+def test_reset_every_zero_never_resets(monkeypatch: pytest.MonkeyPatch) -> None:
+    method = _method("atta", **{"atta.reset_every": 0})
     monkeypatch.setattr(method.memory, "reset", lambda: pytest.fail("reset"))
-    for epoch in range(6):
+    for epoch in range(40):
         method.start_epoch(epoch)
 
 

@@ -79,5 +79,5 @@ def test_small_cnn_learns_digits(one_thread) -> None:
             F.cross_entropy(model(batch.x), batch.y).backward()
             optimizer.step()
     with torch.no_grad():
-        accuracy = (model.eval()(data.val.x).argmax(1) == data.val.y).float().mean().item()
+        accuracy = (model.eval()(data.val.images()).argmax(1) == data.val.y).float().mean().item()
     assert accuracy > 0.9

@@ -15,9 +15,9 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from raysearch.report import pareto_front, report
-from raysearch.results import OPTUNA_STATE, best_trial, load_run
-from search_spaces import is_warm_start
+from raysearch.commands.report import pareto_front, report
+from raysearch.rundir.results import OPTUNA_STATE, best_trial, load_run
+from trainables.status import Status
 
 EPS = 0.3
 M, EPOCHS = 10, 4  # batches per epoch, epochs: the PGD-10 budget is 11 * 10 * 4 = 440
@@ -81,6 +81,7 @@ FAKE_TRIALS: dict[str, tuple[dict[str, Any], list[dict[str, Any]] | None, TrialS
            _history("co", [1] * 3, [0.3, 0.35, 0.05], "catastrophic_overfitting"), TrialState.COMPLETE),
     "failed": ({"method": "pgd", "k": 5, "schedule": "constant"}, None, TrialState.FAIL),
 }
+WARM_STARTS = {"pgd10": "PGD-10", "amata": "Amata-2-10 (linear)"}  # the searcher marks them trial.warm_start
 EXPECTED_STATUS = {"pgd10": "completed", "amata": "completed", "fgsm": "completed", "atta": "completed",
                    "atta2": "completed", "pruned": "pruned", "diverged": "diverged", "co": "catastrophic_overfitting",
                    "failed": "failed"}
@@ -96,24 +97,22 @@ def make_fake_run(root: Path, name: str = "fake") -> Path:
                   "raysearch_version": "0.1.0"}
     (run_dir / "experiment.yaml").write_text(yaml.safe_dump(experiment, sort_keys=False))
     base = {"dataset": "digits", "model": "small_cnn", "epochs": EPOCHS, "batch_size": 128, "epsilon": EPS,
-            "eval.examples": 100, "data_root": str(root / "data"), "search.cpus_per_trial": 1,
-            "search.gpus_per_trial": 0.0}
+            "eval.examples": 100, "data_root": str(root / "data")}
     storage = f"sqlite:///{run_dir / 'optuna.db'}"
     study = optuna.create_study(study_name=name, storage=storage)
     for trial_id, (params, history, state) in FAKE_TRIALS.items():
         folder = run_dir / f"trial_{trial_id}"
         folder.mkdir()
-        (folder / "params.json").write_text(json.dumps({**base, "search.space": "x", **params}))
+        controls = {"trial.family": "x", **({"trial.warm_start": WARM_STARTS[trial_id]} if trial_id in WARM_STARTS else {})}
+        (folder / "params.json").write_text(json.dumps({**base, **controls, **params}))
         lines = [json.dumps({**r, "config": {**base, **params}}) for r in history or []]
         (folder / "result.json").write_text("".join(line + "\n" for line in lines))
         if history is None:
             (folder / "error.txt").write_text("Traceback ...\nRuntimeError: the trainable crashed twice\n")
         value = history[-1]["objective"] if history and state == TrialState.COMPLETE else None
         intermediate = {r["backprops"]: r["objective"] for r in history or []}
-        # Optuna marks a trial it ran from an enqueued (warm-start) point with ``fixed_params``.
-        fixed = {"fixed_params": params} if is_warm_start({**base, **params}) else {}
         study.add_trial(optuna.trial.create_trial(state=state, value=value, intermediate_values=intermediate,
-                                                  user_attrs={"ray_trial_id": trial_id}, system_attrs=fixed))
+                                                  user_attrs={"ray_trial_id": trial_id}))
     return run_dir
 
 
@@ -125,18 +124,18 @@ def fake_run(tmp_path: Path) -> Path:
 
 def test_load_run_reads_statuses_budget_and_optuna_states(fake_run: Path) -> None:
     run = load_run(fake_run)
-    by_id = {t["trial_id"]: t for t in run.trials}
-    assert {tid: t["status"] for tid, t in by_id.items()} == EXPECTED_STATUS
+    by_id = {t.trial_id: t for t in run.trials}
+    assert {tid: t.status.value for tid, t in by_id.items()} == EXPECTED_STATUS
     assert run.study_name == "fake" and run.mismatches == []
     for trial in run.trials:
-        assert trial["optuna_state"] == OPTUNA_STATE[trial["status"]]
+        assert trial.optuna_state == OPTUNA_STATE[trial.status]
     assert run.batches_per_epoch == M and run.reference_backprops == 11 * M * EPOCHS
-    assert by_id["pgd10"]["warm_start"] == "PGD-10"
-    assert by_id["amata"]["warm_start"] == "Amata-2-10 (linear)"
-    assert by_id["failed"]["error"].startswith("RuntimeError")
-    assert [r["epoch"] for r in by_id["amata"]["history"]] == [1, 2, 3, 4]
-    assert "config" not in by_id["amata"]["metrics"]
-    assert best_trial(run.trials)["trial_id"] == "atta"  # lowest objective among completed trials
+    assert by_id["pgd10"].warm_start == "PGD-10"
+    assert by_id["amata"].warm_start == "Amata-2-10 (linear)"
+    assert by_id["failed"].error.startswith("RuntimeError")
+    assert [r["epoch"] for r in by_id["amata"].history] == [1, 2, 3, 4]
+    assert "config" not in by_id["amata"].metrics
+    assert best_trial(run.trials).trial_id == "atta"  # lowest objective among completed trials
 
 
 def test_a_status_that_disagrees_with_the_study_is_reported(fake_run: Path) -> None:
@@ -164,7 +163,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_report_writes_every_file(fake_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from raysearch.experiment import load_experiment
+    from raysearch.rundir.experiment import load_experiment
 
     result = report(fake_run)
     for name in ("trials.csv", "pareto.png", "schedules.png", "report.md", "best.yaml"):
@@ -245,23 +244,23 @@ def test_the_optuna_study_holds_every_trial_with_its_state(tiny_search_run: dict
 
 @pytest.mark.slow
 def test_best_yaml_retrains_to_the_reported_accuracy(tiny_search_run: dict[str, Any], tmp_path: Path) -> None:
-    from raysearch.experiment import load_experiment
-    from raysearch.train import train
+    from raysearch.commands.train import train
+    from raysearch.rundir.experiment import load_experiment
 
     run_dir = tiny_search_run["run_dir"]
     result = report(run_dir, progress=False)
     best = result.best
-    assert best is not None and best["status"] == "completed"
+    assert best is not None and best.status == Status.COMPLETED
     assert load_experiment(run_dir / "best.yaml").name == "tiny-best"
     # CPU kernels reduce in a thread-count-dependent order: the recipe carries the trial's threads.
-    assert load_experiment(run_dir / "best.yaml").train["threads"] == int(best["search"]["cpus_per_trial"])
+    assert load_experiment(run_dir / "best.yaml").train["threads"] == 1  # the demo's cpus_per_trial
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # not what the trial had: best.yaml must set it itself
     try:
         summary = train(run_dir / "best.yaml", out_dir=tmp_path / "retrain", progress=False).summary
     finally:
         torch.set_num_threads(threads)
-    _, metrics = tiny_search_run["trials"][best["trial_id"]]
+    _, metrics = tiny_search_run["trials"][best.trial_id]
     assert summary["epochs"] == metrics["epoch"]
     assert summary["backprops"] == metrics["backprops"]
     assert summary["clean_acc"] == metrics["clean_acc"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raysearch.resources import concurrent_slots, local_resources, trial_resources
+from raysearch.tuning.resources import concurrent_slots, local_resources, trial_resources
 from trainables.registry import ConfigError
 
 CPU_ONLY = {"CPU": 8.0, "GPU": 0.0}
@@ -57,8 +57,8 @@ def test_search_runs_one_trial_per_slot(overrides: list[str], expected: int, tmp
     import ray
     from ray import tune
 
-    import raysearch.resources
-    from raysearch.search import search
+    import raysearch.tuning.resources
+    from raysearch.commands.search import search
 
     captured = {}
 
@@ -71,7 +71,7 @@ def test_search_runs_one_trial_per_slot(overrides: list[str], expected: int, tmp
 
     monkeypatch.setattr(tune, "Tuner", Tuner)
     # search() reads 2 CPUs from local_resources() and would start Ray with them: no Ray needed.
-    monkeypatch.setattr(raysearch.resources, "local_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
+    monkeypatch.setattr(raysearch.tuning.resources, "local_resources", lambda: {"CPU": 2.0, "GPU": 0.0})
     monkeypatch.setattr(ray, "init", lambda *args, **kwargs: None)
     assert not ray.is_initialized()
     result = search("demo", ["search.cpus_per_trial=1", *overrides], storage=str(tmp_path), name="slots",

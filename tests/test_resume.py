@@ -22,9 +22,10 @@ SAMPLES = 5
 EPOCHS = 3
 DRIVER = """
 import ray
-from raysearch.search import search
+from raysearch.commands.search import search
 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-search("demo", ["epochs={epochs}", "eval.examples=200", "search.space=baselines", "search.max_concurrent=2"],
+search("demo", ["epochs={epochs}", "eval.examples=200", "search.space=baselines", "search.max_concurrent=2",
+                "search.time_attr=backprops", "search.confirm.top=0"],
        samples={samples}, storage={storage!r}, name="resume")
 """
 LINE = re.compile(r"^\[search\] trial (\w+) (\w+): objective=(\S+)")
@@ -57,7 +58,7 @@ def _run_until_first_trial_ends(storage: Path, timeout: float = 240) -> dict[str
 def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path) -> None:
     import ray
 
-    from raysearch.search import search
+    from raysearch.commands.search import search
 
     ended_before = _run_until_first_trial_ends(tmp_path)
     run_dir = tmp_path / "resume"
@@ -69,17 +70,17 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
     finally:
         ray.shutdown()
 
-    ids = [t["trial_id"] for t in result.trials]
+    ids = [t.trial_id for t in result.trials]
     assert len(ids) == SAMPLES and len(set(ids)) == SAMPLES
-    by_id = {t["trial_id"]: t for t in result.trials}
+    by_id = {t.trial_id: t for t in result.trials}
     for trial in result.trials:
-        assert trial["status"] in ("completed", "pruned", "diverged", "catastrophic_overfitting"), trial
-        if trial["status"] == "completed":
-            assert trial["metrics"]["epoch"] == EPOCHS
+        assert trial.status.value in ("completed", "pruned", "diverged", "catastrophic_overfitting"), trial
+        if trial.status.value == "completed":
+            assert trial.metrics["epoch"] == EPOCHS
     for trial_id, (status, objective) in ended_before.items():
         if trial_id in by_id:  # ended before the last experiment snapshot: kept, not rerun
-            assert by_id[trial_id]["status"] == status
-            assert f"{by_id[trial_id]['metrics']['objective']:.4g}" == objective
+            assert by_id[trial_id].status.value == status
+            assert f"{by_id[trial_id].metrics['objective']:.4g}" == objective
 
     study = optuna.load_study(study_name="resume", storage=f"sqlite:///{run_dir}/optuna.db")
     told = [t for t in study.trials if t.user_attrs.get("ray_trial_id") in by_id]
@@ -91,8 +92,8 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     for trial in result.trials:
-        events = EventAccumulator(str(run_dir / "tensorboard" / trial["trial_id"]))
+        events = EventAccumulator(str(run_dir / "tensorboard" / trial.trial_id))
         events.Reload()
         steps = [s.step for s in events.Scalars("objective/objective")]
-        assert steps == list(range(1, trial["metrics"]["epoch"] + 1)), (trial["trial_id"], steps)
+        assert steps == list(range(1, trial.metrics["epoch"] + 1)), (trial.trial_id, steps)
         assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")

@@ -12,6 +12,7 @@ import pytest
 from helpers import roundtrip
 
 from trainables.config import parse_config
+from trainables.parts import make_schedule
 from trainables.registry import ConfigError
 from trainables.schedules import (
     SCHEDULES,
@@ -22,7 +23,6 @@ from trainables.schedules import (
     EpochStats,
     MPlus,
     amata_k,
-    build_schedule,
 )
 
 
@@ -90,21 +90,21 @@ def test_amata_step(switch: float, expected: list[int]) -> None:
 
 def test_amata_alpha_is_tau_over_k_with_default_tau() -> None:
     cfg = parse_config({"schedule": "amata", "epochs": 10, "epsilon": "8/255"})
-    schedule = build_schedule(cfg)
+    schedule = make_schedule(cfg)
     assert isinstance(schedule, Amata) and schedule.tau == pytest.approx(20 / 255)
     for t, k in enumerate([2, 2, 3, 4, 5, 6, 6, 7, 8, 9]):
         plan = schedule.plan(t)
         assert plan.k == k and plan.alpha == pytest.approx(20 / 255 / k)
     assert schedule.plan(0).alpha == pytest.approx(10 / 255)
     # Default tau follows epsilon: 2.5 eps.
-    small = build_schedule(parse_config({"schedule": "amata", "epsilon": 0.1, "amata.k_min": 4, "amata.k_max": 4}))
+    small = make_schedule(parse_config({"schedule": "amata", "epsilon": 0.1, "amata.k_min": 4, "amata.k_max": 4}))
     assert small.plan(3).alpha == pytest.approx(0.25 / 4)
 
 
 def test_amata_explicit_tau_and_config_shape() -> None:
     cfg = parse_config({"schedule": "amata", "epochs": 10, "amata.tau": 0.1, "amata.shape": "exp",
                         "amata.eta": 0.3})
-    schedule = build_schedule(cfg)
+    schedule = make_schedule(cfg)
     assert [p.k for p in map(schedule.plan, range(10))] == [2, 4, 5, 6, 7, 8, 9, 9, 9, 9]
     assert [p.alpha for p in map(schedule.plan, range(10))] == pytest.approx(
         [0.1 / k for k in [2, 4, 5, 6, 7, 8, 9, 9, 9, 9]])
@@ -167,7 +167,7 @@ def test_mplus_k_max_cap() -> None:
 
 
 def test_mplus_from_config() -> None:
-    schedule = build_schedule(parse_config({"schedule": "mplus", "mplus.gamma": 1.05, "mplus.k_max": 2}))
+    schedule = make_schedule(parse_config({"schedule": "mplus", "mplus.gamma": 1.05, "mplus.k_max": 2}))
     assert isinstance(schedule, MPlus) and (schedule.gamma, schedule.k_max) == (1.05, 2)
     assert schedule.plan(0).k == 0 and schedule.plan(0).alpha is None
 
@@ -195,7 +195,7 @@ def test_deat_every(every: int) -> None:
 
 
 def test_deat_every_3_literal() -> None:
-    schedule = build_schedule(parse_config({"schedule": "deat_every"}))
+    schedule = make_schedule(parse_config({"schedule": "deat_every"}))
     assert _ks(schedule, 10) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
 
 
@@ -210,7 +210,7 @@ def test_deat_acc_grows_only_after_epochs_above_threshold() -> None:
 
 
 def test_deat_acc_from_config() -> None:
-    schedule = build_schedule(parse_config({"schedule": "deat_acc", "deat_acc.threshold": 0.8}))
+    schedule = make_schedule(parse_config({"schedule": "deat_acc", "deat_acc.threshold": 0.8}))
     assert _drive(schedule, [0.0] * 4, [0.79, 0.81, 0.8, 0.95]) == [0, 0, 1, 1]
 
 
@@ -218,17 +218,18 @@ def test_deat_acc_from_config() -> None:
 
 
 def test_constant_uses_method_default_or_k() -> None:
-    assert _ks(build_schedule(parse_config({"method": "pgd"})), 3) == [10, 10, 10]
-    assert _ks(build_schedule(parse_config({"method": "free"})), 3) == [3, 3, 3]
-    assert _ks(build_schedule(parse_config({"method": "fgsm_rs"})), 3) == [1, 1, 1]
-    assert _ks(build_schedule(parse_config({"method": "pgd", "k": 0})), 3) == [0, 0, 0]
+    assert _ks(make_schedule(parse_config({"method": "pgd"})), 3) == [10, 10, 10]
+    assert _ks(make_schedule(parse_config({"method": "free"})), 3) == [3, 3, 3]
+    assert _ks(make_schedule(parse_config({"method": "fgsm_rs"})), 3) == [1, 1, 1]
+    assert _ks(make_schedule(parse_config({"method": "pgd", "k": 0})), 3) == [0, 0, 0]
     assert Constant(7).plan(99).alpha is None
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 def test_every_schedule_plans_and_checkpoints(name: str) -> None:
-    cfg = parse_config({"schedule": name, "epochs": 8})
-    a, b = build_schedule(cfg), build_schedule(cfg)
+    extra = {"piecewise.k": [0, 1, 1, 2, 3, 3, 4, 4]} if name == "piecewise" else {}
+    cfg = parse_config({"schedule": name, "epochs": 8, **extra})
+    a, b = make_schedule(cfg), make_schedule(cfg)
     l_x = [3.0, 2.0, 2.5, 4.0, 1.0, 6.0, 7.0, 8.0]
     accs = [0.5, 0.2, 0.6, 0.7, 0.1, 0.9, 0.9, 0.9]
     head = _drive(a, l_x[:4], accs[:4])
@@ -248,11 +249,14 @@ def test_unknown_schedule_in_registry() -> None:
     ({"schedule": "constant", "k": 7}, 7),
     ({"schedule": "amata"}, 9),  # 2 -> 10 floored over T = 10 approaches K_max: 2 + ⌊8·9/10⌋
     ({"schedule": "amata", "amata.shape": "step"}, 10),
-    ({"schedule": "mplus"}, 9),  # K = 0 in epoch 1, at most +1 per epoch after
+    ({"schedule": "mplus", "mplus.k_max": 0}, 9),  # K = 0 in epoch 1, at most +1 per epoch after
+    ({"schedule": "mplus"}, 7),  # DEAT's cap with cross-entropy (mpgd/mdeat_cifar10.py)
+    ({"schedule": "mplus", "loss": "trades"}, 9),  # cap 10 (mtrades_cifar10.py) is above T - 1
+    ({"schedule": "piecewise", "piecewise.k": [1, 4, 2]}, 4),
     ({"schedule": "mplus", "mplus.k_max": 2}, 2),
     ({"schedule": "deat_every", "deat_every.every": 3}, 3),
     ({"schedule": "deat_acc"}, 9),
 ])
 def test_max_k_bounds_every_schedule(overrides: dict, expected: int) -> None:
     cfg = parse_config({"epochs": 10, **overrides})
-    assert build_schedule(cfg).max_k(cfg.epochs) == expected
+    assert make_schedule(cfg).max_k(cfg.epochs) == expected

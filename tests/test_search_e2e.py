@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from raysearch.tensorboard import SCALARS
+from raysearch.tuning.tensorboard import SCALARS
 
 pytestmark = pytest.mark.slow
 
@@ -26,15 +26,15 @@ EPOCHS = 4
 def run(tmp_path_factory: pytest.TempPathFactory):
     import ray
 
-    from raysearch.search import search
+    from raysearch.commands.search import search
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         # baselines on the backprops axis with rungs every doubling from a quarter of PGD-10's
         # epoch (grace 0.25, rf 2): even FGSM-RS (2 backprops per batch) meets two rungs.
         result = search("demo", [f"epochs={EPOCHS}", "eval.examples=200", "search.space=baselines",
-                                 "search.grace_period=0.25", "search.reduction_factor=2",
-                                 "search.max_concurrent=2"],
+                                 "search.time_attr=backprops", "search.grace_period=0.25",
+                                 "search.reduction_factor=2", "search.max_concurrent=2", "search.confirm.top=0"],
                         samples=SAMPLES, storage=str(tmp_path_factory.mktemp("runs")), name="e2e", progress=False)
     finally:
         ray.shutdown()
@@ -44,10 +44,10 @@ def run(tmp_path_factory: pytest.TempPathFactory):
 def test_every_trial_reported_the_contract_metrics(run) -> None:
     assert len(run.trials) == SAMPLES
     for trial in run.trials:
-        missing = [m for m in CONTRACT_METRICS if m not in trial["metrics"]]
-        assert not missing, (trial["trial_id"], missing)
-        assert trial["status"] in ("completed", "pruned", "diverged", "catastrophic_overfitting")
-        assert os.path.isdir(trial["path"])
+        missing = [m for m in CONTRACT_METRICS if m not in trial.metrics]
+        assert not missing, (trial.trial_id, missing)
+        assert trial.status.value in ("completed", "pruned", "diverged", "catastrophic_overfitting")
+        assert os.path.isdir(trial.path)
     assert run.best_config is not None and run.best_metrics["status"] == "completed"
     assert run.wall_seconds > 0 and run.trial_seconds_sum > 0 and 0 < run.search_overhead <= 1
 
@@ -55,25 +55,25 @@ def test_every_trial_reported_the_contract_metrics(run) -> None:
 def test_asha_stopped_trials_are_pruned_in_the_study(run) -> None:
     study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{run.run_dir}/optuna.db")
     by_ray_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
-    assert set(by_ray_id) == {t["trial_id"] for t in run.trials}
-    pruned = [t for t in run.trials if t["status"] == "pruned"]
+    assert set(by_ray_id) == {t.trial_id for t in run.trials}
+    pruned = [t for t in run.trials if t.status.value == "pruned"]
     assert pruned, "ASHA stopped no trial"
     for trial in run.trials:
-        frozen = by_ray_id[trial["trial_id"]]
-        expected = TrialState.PRUNED if trial["status"] == "pruned" else TrialState.COMPLETE
-        assert frozen.state == expected, trial["trial_id"]
+        frozen = by_ray_id[trial.trial_id]
+        expected = TrialState.PRUNED if trial.status.value == "pruned" else TrialState.COMPLETE
+        assert frozen.state == expected, trial.trial_id
         # one intermediate value per epoch, keyed by the scheduler's time axis (backprops)
-        assert max(frozen.intermediate_values) == trial["metrics"]["backprops"]
-        assert len(frozen.intermediate_values) == trial["metrics"]["epoch"]
-        if trial["status"] == "pruned":
-            assert trial["metrics"]["epoch"] < EPOCHS
+        assert max(frozen.intermediate_values) == trial.metrics["backprops"]
+        assert len(frozen.intermediate_values) == trial.metrics["epoch"]
+        if trial.status.value == "pruned":
+            assert trial.metrics["epoch"] < EPOCHS
 
 
 def test_warm_start_points_ran_first(run) -> None:
     study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{run.run_dir}/optuna.db")
     first = min(study.trials, key=lambda t: t.number)
-    assert first.params == {"method": "pgd", "k": 10}
-    assert [t["warm_start"] for t in run.warm_start] == ["PGD-10"]
+    assert first.params == {"method": "pgd", "k": 10, "attack_bn": "train"}
+    assert [t.warm_start for t in run.warm_start] == ["PGD-10"]
 
 
 def test_tensorboard_has_one_run_per_trial_with_scalars_and_hparams(run) -> None:
@@ -81,9 +81,9 @@ def test_tensorboard_has_one_run_per_trial_with_scalars_and_hparams(run) -> None
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
     root = Path(run.run_dir, "tensorboard")
-    assert sorted(p.name for p in root.iterdir()) == sorted(t["trial_id"] for t in run.trials)
+    assert sorted(p.name for p in root.iterdir()) == sorted(t.trial_id for t in run.trials)
     for trial in run.trials:
-        folder = root / trial["trial_id"]
+        folder = root / trial.trial_id
         assert glob.glob(str(folder / "events.out.tfevents.*"))
         events = EventAccumulator(str(folder))
         events.Reload()
@@ -91,11 +91,11 @@ def test_tensorboard_has_one_run_per_trial_with_scalars_and_hparams(run) -> None
         for tag in ("accuracy/clean", "accuracy/robust", "accuracy/fgsm", "accuracy/train", "schedule/k",
                     "schedule/alpha", "mplus/grad_magnitude", "cost/backprops", "cost/forwards",
                     "cost/train_seconds", "objective/objective"):
-            assert tag in tags, (trial["trial_id"], tag)
+            assert tag in tags, (trial.trial_id, tag)
         steps = [s.step for s in events.Scalars("cost/backprops")]
-        assert steps == list(range(1, trial["metrics"]["epoch"] + 1))
+        assert steps == list(range(1, trial.metrics["epoch"] + 1))
         content = events.PluginTagToContent("hparams")
         start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
-        assert start.hparams["method"].string_value == trial["config"]["method"]
+        assert start.hparams["method"].string_value == trial.config["method"]
         assert "_hparams_/session_end_info" in content
     assert set(SCALARS.values()) >= {"accuracy/robust", "objective/objective"}

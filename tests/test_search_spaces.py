@@ -13,15 +13,19 @@ import pytest
 from search_spaces import (
     BRANCH_KEY,
     SPACES,
-    WARM_START,
     get_space,
     is_warm_start,
     strip_search_keys,
     warm_start_points,
     warm_starts,
 )
-from trainables.config import EPS_8, LOSS_NAMES, METHOD_NAMES, SCHEDULE_NAMES, parse_config
+from trainables.config import EPS_8, parse_config
+from trainables.methods import LOSSES, METHODS
 from trainables.registry import ConfigError
+from trainables.schedules import SCHEDULES
+
+LOSS_NAMES, METHOD_NAMES, SCHEDULE_NAMES = tuple(LOSSES), tuple(METHODS), tuple(SCHEDULES)
+WARM_START = [point for family in ("amata", "mplus", "atas", "baselines") for point in warm_starts(family)]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -95,7 +99,7 @@ def test_spaces_explore_their_choices() -> None:
     assert seen([c for c in mplus if c["method"] == "pgd"])["loss"] == set(LOSS_NAMES)
 
     atas = seen(sample("atas"))
-    assert atas["atas.reset_every"] == {0, 5, 10, 20} and atas["method"] == {"atas"}
+    assert atas["atas.reset_every"] == {None, 0, 5, 10, 20} and atas["method"] == {"atas"}
 
     baselines = sample("baselines")
     assert seen(baselines)["method"] == {"pgd", "fgsm_rs", "free", "atta"}
@@ -111,10 +115,10 @@ def test_all_namespaces_top_level_keys_per_family() -> None:
     for raw in sample("all"):
         family = raw[BRANCH_KEY]
         for key, value in raw.items():
-            if key.startswith(f"search.{family}."):
-                assert raw[key.removeprefix(f"search.{family}.")] == value
+            if key.startswith(f"optuna.{family}."):
+                assert raw[key.removeprefix(f"optuna.{family}.")] == value
             else:
-                assert not key.startswith("search.") or key == BRANCH_KEY
+                assert not key.startswith("optuna.") or key == BRANCH_KEY
 
 
 @pytest.mark.parametrize("name", ["all", "baselines", "amata"])
@@ -136,12 +140,12 @@ def test_warm_start_defaults_are_the_papers() -> None:
     assert [point.label for point in WARM_START] == list(by_label)
     amata, mplus, atas, pgd = by_label.values()
     assert amata == {"schedule": "amata", "method": "pgd", "amata.k_min": 2, "amata.k_max": 10,
-                     "amata.shape": "linear", "amata.tau": pytest.approx(20 / 255)}
+                     "amata.shape": "linear", "amata.tau": pytest.approx(20 / 255), "attack_bn": "train"}
     assert mplus == {"schedule": "mplus", "method": "free", "mplus.gamma": 1.01, "loss": "ce",
-                     "alpha": pytest.approx(10 / 255)}
+                     "alpha": pytest.approx(10 / 255), "attack_bn": "train"}
     assert atas["method"] == "atas" and atas["atas.c"] == 0.01 and atas["atas.beta"] == 0.5
-    assert atas["atas.gamma"] / atas["atas.c"] == pytest.approx(16 / 255)
-    assert pgd == {"schedule": "constant", "method": "pgd", "k": 10}
+    assert atas["atas.gamma"] / atas["atas.c"] == pytest.approx(16 / 255) and atas["attack_bn"] == "eval"
+    assert pgd == {"schedule": "constant", "method": "pgd", "k": 10, "attack_bn": "train"}
 
 
 @pytest.mark.parametrize("epsilon", EPSILONS)

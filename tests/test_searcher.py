@@ -1,4 +1,5 @@
-"""PruneAwareOptunaSearch: Optuna states and intermediate values, driven without Ray running."""
+"""OptunaSearcher: Optuna states, intermediate values, warm starts, constraints, the budget and
+the names a user sees, driven without Ray running."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from raysearch.searcher import PruneAwareOptunaSearch, make_sampler
+from raysearch.tuning.budget import Budget, CostModel
+from raysearch.tuning.searcher import TARGET_CONSTRAINT, OptunaSearcher, make_sampler
+from trainables.trainable import TRIAL_PREFIX
 
 
 def space(trial: optuna.Trial) -> dict[str, Any]:
@@ -24,12 +27,12 @@ def result(epoch: int, objective: float, status: str = "running", per_epoch: int
             "status": status, "training_iteration": epoch}
 
 
-def make(tmp_path=None, **kwargs: Any) -> PruneAwareOptunaSearch:
+def make(tmp_path=None, **kwargs: Any) -> OptunaSearcher:
     storage = f"sqlite:///{tmp_path}/optuna.db" if tmp_path else None
     kwargs.setdefault("metric", "objective")
     kwargs.setdefault("mode", "min")
-    return PruneAwareOptunaSearch(space, step_attr="backprops", sampler=make_sampler("tpe", seed=0),
-                                  storage=storage, study_name="unit", **kwargs)
+    return OptunaSearcher(space, step_attr="backprops", sampler=make_sampler("tpe", seed=0),
+                          storage=storage, study_name="unit", space_name="baselines", **kwargs)
 
 
 def test_scheduler_stopped_trial_is_pruned_with_intermediate_values() -> None:
@@ -75,13 +78,24 @@ def test_errored_and_never_started_trials() -> None:
     searcher = make()
     searcher.suggest("a")
     searcher.suggest("b")
+    searcher.suggest("c")
     searcher.on_trial_result("a", result(1, 0.9))
     searcher.on_trial_complete("a", error=True)
     searcher.on_trial_complete("b")  # stopped while pending
+    searcher.on_trial_complete("c", {"status": "failed", "failed_before": True})  # failed before a resume
     states = [t.state for t in searcher.study.trials]
-    assert states == [TrialState.FAIL, TrialState.PRUNED]
+    assert states == [TrialState.FAIL, TrialState.PRUNED, TrialState.FAIL]
     searcher.on_trial_complete("a", result(1, 0.9, "completed"))  # a second completion is ignored
     assert searcher.study.trials[0].state == TrialState.FAIL
+
+
+def test_interrupted_search_leaves_cut_short_trials_unfinished() -> None:
+    searcher = make()
+    searcher.suggest("a")
+    searcher.on_trial_result("a", result(1, 0.9))
+    searcher.interrupted = True  # the driver's Ctrl-C watch says so
+    searcher.on_trial_complete("a", result(1, 0.9))
+    assert searcher.study.trials[0].state == TrialState.RUNNING  # --resume continues it
 
 
 def test_missing_status_falls_back_to_epoch_budget() -> None:
@@ -93,15 +107,61 @@ def test_missing_status_falls_back_to_epoch_budget() -> None:
     assert [t.state for t in searcher.study.trials] == [TrialState.PRUNED, TrialState.COMPLETE]
 
 
-def test_warm_start_points_are_suggested_first() -> None:
-    searcher = make(points_to_evaluate=[{"method": "pgd", "k": 10}, {"method": "free"}])
-    assert searcher.suggest("a") == {"method": "pgd", "k": 10, "schedule": "constant"}
-    assert searcher.suggest("b") == {"method": "free", "schedule": "constant"}
+def test_warm_start_points_are_suggested_first_and_marked() -> None:
+    searcher = make(warm_starts=[("PGD-10", {"method": "pgd", "k": 10}), ("Free", {"method": "free"})])
+    first, second, third = searcher.suggest("a"), searcher.suggest("b"), searcher.suggest("c")
+    assert first == {"method": "pgd", "k": 10, "schedule": "constant", f"{TRIAL_PREFIX}family": "baselines",
+                     f"{TRIAL_PREFIX}warm_start": "PGD-10"}
+    assert second[f"{TRIAL_PREFIX}warm_start"] == "Free" and second["method"] == "free"
+    assert f"{TRIAL_PREFIX}warm_start" not in third  # a sampled trial, even if it repeats a default
+
+
+def test_trials_carry_their_config_label_and_tune_id_and_the_study_its_names(tmp_path) -> None:
+    searcher = make(tmp_path, warm_starts=[("PGD-10", {"method": "pgd", "k": 10})],
+                    metric_names=["objective = 1 - robust acc + 0.1 * cost"],
+                    study_attrs={"experiment": "demo", "dataset": "digits", "epsilon": 0.1})
+    searcher.suggest("a")
+    study = optuna.load_study(study_name="unit", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert study.metric_names == ["objective = 1 - robust acc + 0.1 * cost"]
+    assert study.user_attrs == {"experiment": "demo", "dataset": "digits", "epsilon": 0.1}
+    attrs = study.trials[0].user_attrs
+    assert attrs["ray_trial_id"] == "a" and attrs["warm_start"] == "PGD-10"
+    assert attrs["config.method"] == "pgd" and attrs["config.k"] == 10 and attrs["config.schedule"] == "constant"
+    assert attrs["label"] == "PGD, K=10"
+
+
+def test_a_trial_under_the_target_is_recorded_infeasible() -> None:
+    searcher = make(metric="cost_runs", target=0.5)
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.on_trial_complete("a", {**result(2, 0.7, "completed"), "robust_acc": 0.3, "cost_runs": 0.2})
+    searcher.on_trial_complete("b", {**result(2, 0.4, "completed"), "robust_acc": 0.6, "cost_runs": 0.9})
+    a, b = searcher.study.trials
+    assert a.constraints == {TARGET_CONSTRAINT: pytest.approx(0.2)}  # 0.5 - 0.3 > 0: infeasible
+    assert b.constraints == {TARGET_CONSTRAINT: pytest.approx(-0.1)}
+    assert a.value == pytest.approx(0.2) and b.value == pytest.approx(0.9)  # the cost is the value
+    assert searcher.study.best_trial.number == b.number  # Optuna skips the infeasible cheaper one
+
+
+def test_the_budget_stops_new_trials_once_committed() -> None:
+    # 100 examples, batch 10: 10 batches per epoch, 2 epochs; one level; PGD-10 costs 220 backprops.
+    cost = CostModel(train_size=100, batch_size=10, max_batches=0, epochs=2, levels=((1.0, 1.0),),
+                     base=(("epochs", 2), ("batch_size", 10)))
+    budget = Budget(cost, limit=500, first_level=220)
+    searcher = make(budget=budget)
+    assert isinstance(searcher.suggest("a"), dict)
+    assert isinstance(searcher.suggest("b"), dict)
+    planned = cost.trial_backprops(searcher._configs["a"]) + cost.trial_backprops(searcher._configs["b"])
+    decision = searcher.suggest("c")
+    assert (decision is None) == (planned + 220 > 500)  # waits for the running ones while the budget is committed
+    for trial_id in ("a", "b", "c"):
+        searcher.on_trial_complete(trial_id, {**result(2, 0.5, "completed"), "trial_backprops": 250})
+    assert searcher.suggest("d") == "FINISHED"  # 500 spent, nothing running: the search is over
 
 
 def test_pareto_study_prunes_without_intermediate_values() -> None:
-    searcher = PruneAwareOptunaSearch(space, metric=["robust_acc", "backprops"], mode=["max", "min"],
-                                      step_attr="backprops", sampler=make_sampler(None, seed=0, multi_objective=True))
+    searcher = OptunaSearcher(space, metric=["robust_acc", "backprops"], mode=["max", "min"],
+                              step_attr="backprops", sampler=make_sampler(None, seed=0, multi_objective=True))
     assert isinstance(searcher.study.sampler, optuna.samplers.NSGAIISampler)
     searcher.suggest("a")
     searcher.suggest("b")

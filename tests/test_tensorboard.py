@@ -9,7 +9,7 @@ from typing import Any
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from raysearch.tensorboard import TensorBoardCallback
+from raysearch.tuning.tensorboard import TensorBoardCallback
 
 
 def record(epoch: int, status: str = "running") -> dict[str, Any]:
@@ -20,9 +20,8 @@ def record(epoch: int, status: str = "running") -> dict[str, Any]:
 
 
 def trial(last: dict[str, Any] | None) -> SimpleNamespace:
-    return SimpleNamespace(trial_id="abc", status="RUNNING", last_result=last, config={},
-                           evaluated_params={"method": "pgd", "k": 2, "amata.tau": None, "search.space": "baselines",
-                                             "search.baselines.k": 2})
+    return SimpleNamespace(trial_id="abc", status="RUNNING", last_result=last,
+                           config={"method": "pgd", "k": 2, "amata.tau": None, "trial.family": "baselines"})
 
 
 def load(folder) -> EventAccumulator:
@@ -56,8 +55,8 @@ def test_scalars_hparams_and_resume(tmp_path) -> None:
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
     assert start.hparams["method"].string_value == "pgd" and start.hparams["k"].number_value == 2
     assert start.hparams["trial_status"].string_value == "pruned"
-    assert start.hparams["search.space"].string_value == "baselines"
-    assert "search.baselines.k" not in start.hparams
+    assert start.hparams["search_space"].string_value == "baselines"
+    assert "trial.family" not in start.hparams
     assert "_hparams_/session_end_info" in content
 
 

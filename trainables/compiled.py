@@ -11,9 +11,9 @@ about 2/3 of a training step (SPEC §13). Two wrappers would lose that:
 - DistributedDataParallel: an attack pass needs no gradient synchronization, so it calls
   the bare module rather than going through DDP's forward.
 
-An attack pass is a call with grad enabled on an input that requires grad. Free's replays
-take the weight *and* the input gradient from one backward, so with method ``free`` every
-pass goes through the full model (``split=False``).
+An attack pass is a call with grad enabled on an input that requires grad. When one backward
+must give the weight *and* the input gradient (Free's replays; a controller reading the
+training loss's input gradient), every pass goes through the full model (``split=False``).
 """
 
 from __future__ import annotations
@@ -51,12 +51,28 @@ class AttackSplitForward(nn.Module):
         return self.full(x)
 
 
-def forward_model(model: nn.Module, compile: bool, method: str, full: nn.Module | None = None) -> nn.Module:
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling graphs so far (TorchDynamo's own total, 0 when
+    nothing was compiled). The engine takes it out of ``train_seconds``: the first trial an
+    actor runs would otherwise pay every compile (14.9 s against 0.03 s per later epoch on
+    the CPU), skewing ``cost: seconds`` comparisons."""
+    import sys
+
+    if "torch._dynamo" not in sys.modules:
+        return 0.0
+    from torch._dynamo.utils import compilation_time_metrics
+
+    # Dynamo's frame compiles, plus backward graphs AOTAutograd compiles lazily on first use.
+    keys = [k for k in compilation_time_metrics if k == "_compile.compile_inner" or "bw_compiler" in k]
+    return float(sum(sum(compilation_time_metrics[k]) for k in keys))
+
+
+def forward_model(model: nn.Module, compile: bool, split: bool = True, full: nn.Module | None = None) -> nn.Module:
     """What the methods call (``StepContext.model``): the model itself when neither compiled nor
-    wrapped, else an :class:`AttackSplitForward`."""
+    wrapped, else an :class:`AttackSplitForward` (``split``: attack passes on their own graph)."""
     if not compile and full is None:
         return model
-    return AttackSplitForward(model, full, compile=compile, split=method != "free")
+    return AttackSplitForward(model, full, compile=compile, split=split)
 
 
-__all__ = ["AttackSplitForward", "forward_model"]
+__all__ = ["AttackSplitForward", "compile_seconds", "forward_model"]

@@ -16,7 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from trainables.attacks import INITS
+from trainables.methods import LOSSES, METHODS, LossSpec, MethodSetup, MethodSpec
 from trainables.registry import ConfigError, did_you_mean
+from trainables.schedules import SCHEDULES, ScheduleSetup, ScheduleSpec
 
 EPS_8 = 8 / 255
 
@@ -29,129 +32,6 @@ def _check(ok: bool, key: str, value: object, allowed: str) -> None:
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(key, value, f"choose one of {', '.join(choices)}", did_you_mean(value, choices))
-
-
-@dataclass(frozen=True)
-class AmataConfig:
-    """Amata Algorithm 1: K anneals from ``k_min`` to ``k_max``; alpha_t = tau / K_t."""
-
-    k_min: int = 2
-    k_max: int = 10
-    shape: str = "linear"
-    eta: float = 1.0
-    tau: float | None = None  # None: 2.5 * epsilon (20/255 at epsilon = 8/255)
-    switch: float = 0.5
-
-    def __post_init__(self) -> None:
-        _check(self.k_min >= 1, "amata.k_min", self.k_min, "must be >= 1 (alpha_t = tau / K_t)")
-        _check(self.k_max >= self.k_min, "amata.k_max", self.k_max, f"must be >= amata.k_min ({self.k_min})")
-        _choice("amata.shape", self.shape, ("linear", "exp", "cosine", "step"))
-        _check(self.eta > 0, "amata.eta", self.eta, "must be > 0")
-        _check(self.tau is None or self.tau > 0, "amata.tau", self.tau, "must be > 0")
-        _check(0 <= self.switch <= 1, "amata.switch", self.switch, "must be in [0, 1]")
-
-
-@dataclass(frozen=True)
-class DeatEveryConfig:
-    """DEAT-d: K grows by one every ``every`` epochs."""
-
-    every: int = 3
-
-    def __post_init__(self) -> None:
-        _check(self.every >= 1, "deat_every.every", self.every, "must be >= 1")
-
-
-@dataclass(frozen=True)
-class DeatAccConfig:
-    """DEAT-acc: K grows by one after an epoch whose training accuracy exceeds ``threshold``."""
-
-    threshold: float = 0.40
-
-    def __post_init__(self) -> None:
-        _check(0 <= self.threshold <= 1, "deat_acc.threshold", self.threshold, "must be in [0, 1]")
-
-
-@dataclass(frozen=True)
-class MPlusConfig:
-    """M+ (DEAT Algorithm 1): relax ``gamma`` > 1 and an optional cap ``k_max`` (0: none)."""
-
-    gamma: float = 1.01
-    k_max: int = 0
-
-    def __post_init__(self) -> None:
-        _check(self.gamma >= 1.0, "mplus.gamma", self.gamma, "must be >= 1 (the paper's relax parameter)")
-        _check(self.k_max >= 0, "mplus.k_max", self.k_max, "must be >= 0 (0: no cap)")
-
-
-@dataclass(frozen=True)
-class FreeConfig:
-    """Free / DEAT batch replay: ``carry_delta`` keeps delta across batches (original Free)."""
-
-    carry_delta: bool = False
-
-
-@dataclass(frozen=True)
-class AttaConfig:
-    """ATTA: per-example perturbation memory, reset to U(-eps, eps) every ``reset_every`` epochs."""
-
-    reset_every: int = 0  # 0: never
-
-    def __post_init__(self) -> None:
-        _check(self.reset_every >= 0, "atta.reset_every", self.reset_every, "must be >= 0 (0: never)")
-
-
-@dataclass(frozen=True)
-class AtasConfig:
-    """ATAS Algorithm 1: alpha_i = gamma / (c + sqrt(v_i)), clipped to [min_step, max_step].
-
-    ``gamma`` is the paper's γ. Unset step-size keys scale with epsilon so that they equal the
-    paper's values at ε = 8/255 and mean the same at any ε: γ = 2ε·c (γ/c = 16/255),
-    min_step = ε/2 (4/255), max_step = 1.75ε (14/255). ``reference_batch`` is the batch size
-    at which c means what it means in the paper (128).
-    """
-
-    gamma: float | None = None
-    c: float = 0.01
-    beta: float = 0.5
-    min_step: float | None = None
-    max_step: float | None = None
-    reset_every: int = 0
-    store_size: int = 0  # 0: store delta at full resolution; 32: the paper's ImageNet variant
-    reference_batch: int = 128
-
-    def __post_init__(self) -> None:
-        _check(self.gamma is None or self.gamma > 0, "atas.gamma", self.gamma, "must be > 0")
-        _check(self.c > 0, "atas.c", self.c, "must be > 0")
-        _check(0 <= self.beta < 1, "atas.beta", self.beta, "must be in [0, 1)")
-        _check(self.min_step is None or self.min_step > 0, "atas.min_step", self.min_step, "must be > 0")
-        _check(self.min_step is None or self.max_step is None or self.min_step <= self.max_step,
-               "atas.max_step", self.max_step, f"must be >= atas.min_step ({self.min_step})")
-        _check(self.reset_every >= 0, "atas.reset_every", self.reset_every, "must be >= 0 (0: never)")
-        _check(self.store_size >= 0, "atas.store_size", self.store_size, "must be >= 0 (0: full size)")
-        _check(self.reference_batch >= 1, "atas.reference_batch", self.reference_batch, "must be >= 1")
-
-    def step_gamma(self, epsilon: float) -> float:
-        """γ, the initial step size: 2ε·c unless set (the paper's 16/255·c at 8/255)."""
-        return self.gamma if self.gamma is not None else 2 * epsilon * self.c
-
-    def resolved(self, epsilon: float) -> tuple[float, float, float]:
-        """(γ, min_step, max_step) with unset values derived from ε (the paper's at 8/255)."""
-        gamma = self.step_gamma(epsilon)
-        min_step = self.min_step if self.min_step is not None else epsilon / 2
-        max_step = self.max_step if self.max_step is not None else 1.75 * epsilon
-        if min_step > max_step:
-            raise ConfigError("atas.max_step", max_step, f"must be >= atas.min_step ({min_step})")
-        return gamma, min_step, max_step
-
-
-@dataclass(frozen=True)
-class LossBetaConfig:
-    """Weight of the robust term of TRADES / MART."""
-
-    beta: float = 6.0
-
-    def __post_init__(self) -> None:
-        _check(self.beta >= 0, "beta", self.beta, "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -189,21 +69,57 @@ class COConfig:
         _check(0 < self.drop <= 1, "co.drop", self.drop, "must be in (0, 1]")
 
 
-METHOD_NAMES = ("pgd", "fgsm_rs", "free", "atta", "atas")
-SCHEDULE_NAMES = ("constant", "amata", "deat_every", "deat_acc", "mplus")
-LOSS_NAMES = ("ce", "trades", "mart")
-# K used by the constant schedule when ``k`` is not given.
-DEFAULT_K = {"pgd": 10, "fgsm_rs": 1, "free": 3, "atta": 1, "atas": 1}
+TARGET_REFERENCE = "reference"
+OBJECTIVES = ("tradeoff", "pareto", "target")
+INIT_CHOICES = ("auto", *INITS)
+BN_CHOICES = ("auto", "train", "eval")
+DATA_ON_DEVICE = ("auto", "true", "false")
+
+
+def _sections() -> dict[str, type]:
+    """Option sections by name, from the registries: each method, schedule and loss with
+    options owns the config keys ``<name>.*``."""
+    found: dict[str, type] = {}
+    for registry in (METHODS, SCHEDULES, LOSSES):
+        for name in registry.names():
+            options = registry[name].options
+            if options is None:
+                continue
+            if name in found or name in ("eval", "co"):
+                raise TypeError(f"two registry entries own the config section {name!r}")
+            found[name] = options
+    return found
+
+
+def default_sections() -> tuple[tuple[str, Any], ...]:
+    return tuple((name, cls()) for name, cls in _sections().items())
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides one adversarial-training run. Units: epsilon and alpha in
-    pixel scale of images in [0, 1]."""
+    pixel scale of images in [0, 1].
+
+    The option sections of methods, schedules and losses (``cfg.amata``, ``cfg.atas``, ...)
+    come from their registries (``sections``) and read as attributes. ``init`` and
+    ``attack_bn`` ``auto`` follow the registries too: the start and batch-norm mode the
+    authors' code of the schedule, the loss or the method uses (:attr:`attack_init`,
+    :attr:`attack_bn_mode`).
+
+    Example::
+
+        >>> from trainables.config import parse_config
+        >>> cfg = parse_config({"method": "atas", "epsilon": "8/255", "atas.c": 0.02})
+        >>> cfg.atas.c, cfg.constant_k, cfg.attack_bn_mode
+        (0.02, 1, 'eval')
+    """
 
     dataset: str = "digits"
     data_root: str = "data"
     download: bool = False
+    data_fraction: float = 1.0  # a fixed subset of the training split (low-fidelity proxies)
+    data_on_device: str = "auto"
+    image_size: int = 0  # imagefolder: resize to this size (0: 224 for ImageFolder)
     model: str = "small_cnn"
     epochs: int = 10
     batch_size: int = 128
@@ -214,8 +130,8 @@ class TrainConfig:
     schedule: str = "constant"
     k: int | None = None  # None: the method's default (PGD-10, FGSM-RS 1, Free-4 = K 3, ATTA/ATAS 1)
     alpha: float | None = None  # None: the method's default step size
-    init: str = "uniform"
-    attack_bn: str = "train"  # batch-norm mode during training attacks: "train" (as fast_adversarial) or "eval"
+    init: str = "auto"  # where attacks start: auto (the authors'), uniform, zero, normal
+    attack_bn: str = "auto"  # batch-norm mode during training attacks: auto (the authors'), train, eval
     augment: bool = True
     optimizer: str = "sgd"
     lr: float = 0.1
@@ -230,32 +146,35 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on for CUDA convnets
     compile: bool = False
     objective: str = "tradeoff"
+    target_robust_acc: float | str | None = None  # objective: target; a number or "reference"
     cost: str = "backprops"
     cost_weight: float = 0.1
     reference_seconds: float = 0.0  # measured PGD-10 seconds for cost: seconds; 0: estimate
-    amata: AmataConfig = field(default_factory=AmataConfig)
-    deat_every: DeatEveryConfig = field(default_factory=DeatEveryConfig)
-    deat_acc: DeatAccConfig = field(default_factory=DeatAccConfig)
-    mplus: MPlusConfig = field(default_factory=MPlusConfig)
-    free: FreeConfig = field(default_factory=FreeConfig)
-    atta: AttaConfig = field(default_factory=AttaConfig)
-    atas: AtasConfig = field(default_factory=AtasConfig)
-    trades: LossBetaConfig = field(default_factory=lambda: LossBetaConfig(6.0))
-    mart: LossBetaConfig = field(default_factory=lambda: LossBetaConfig(5.0))
     eval: EvalConfig = field(default_factory=EvalConfig)
     co: COConfig = field(default_factory=COConfig)
+    sections: tuple[tuple[str, Any], ...] = field(default_factory=default_sections)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: the registries' option sections.
+        for section, options in self.__dict__.get("sections", ()):
+            if section == name:
+                return options
+        raise AttributeError(f"{type(self).__name__} has no attribute or option section {name!r}")
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", self.epochs, "must be a positive whole number")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be a positive whole number")
         _check(0 < self.epsilon <= 1, "epsilon", self.epsilon, "must be in (0, 1] (pixel scale, e.g. 8/255)")
-        _choice("method", self.method, METHOD_NAMES)
-        _choice("loss", self.loss, LOSS_NAMES)
-        _choice("schedule", self.schedule, SCHEDULE_NAMES)
+        _check(0 < self.data_fraction <= 1, "data_fraction", self.data_fraction, "must be in (0, 1]")
+        _choice("data_on_device", self.data_on_device, DATA_ON_DEVICE)
+        _check(self.image_size >= 0, "image_size", self.image_size, "must be >= 0 (0: the dataset's own)")
+        _choice("method", self.method, tuple(METHODS.names()))
+        _choice("loss", self.loss, tuple(LOSSES.names()))
+        _choice("schedule", self.schedule, tuple(SCHEDULES.names()))
         _check(self.k is None or self.k >= 0, "k", self.k, "must be >= 0 (adversarial backprops per batch)")
         _check(self.alpha is None or self.alpha > 0, "alpha", self.alpha, "must be > 0")
-        _choice("init", self.init, ("uniform", "zero"))
-        _choice("attack_bn", self.attack_bn, ("train", "eval"))
+        _choice("init", self.init, INIT_CHOICES)
+        _choice("attack_bn", self.attack_bn, BN_CHOICES)
         _choice("optimizer", self.optimizer, ("sgd", "adam"))
         _check(self.lr > 0, "lr", self.lr, "must be > 0")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
@@ -264,20 +183,90 @@ class TrainConfig:
         _check(self.threads >= 0, "threads", self.threads, "must be >= 0 (0: torch's default)")
         _check(self.synthetic_size >= 1, "synthetic_size", self.synthetic_size, "must be >= 1")
         _choice("precision", self.precision, ("auto", "fp32", "bf16"))
-        _choice("objective", self.objective, ("tradeoff", "pareto"))
+        _choice("objective", self.objective, OBJECTIVES)
+        target = self.target_robust_acc
+        if isinstance(target, str):
+            _check(target == TARGET_REFERENCE, "target_robust_acc", target,
+                   "must be a number in (0, 1] or 'reference' (the finished PGD-10 reference's robust accuracy)")
+        elif target is not None:
+            _check(0 < target <= 1, "target_robust_acc", target, "must be in (0, 1] or 'reference'")
+        _check(self.objective != "target" or target is not None, "target_robust_acc", target,
+               "objective: target needs a target robust accuracy: a number in (0, 1] or 'reference'")
         _choice("cost", self.cost, ("backprops", "seconds"))
         _check(self.cost_weight >= 0, "cost_weight", self.cost_weight, "must be >= 0")
         _check(self.reference_seconds >= 0, "reference_seconds", self.reference_seconds, "must be >= 0")
-        if self.method == "free" and self.loss != "ce":
-            raise ConfigError("loss", self.loss, "method free supports only loss ce (its replays update weights on the attack's own loss)")
+        supported = self.method_spec.losses
+        if supported is not None and self.loss not in supported:
+            raise ConfigError("loss", self.loss, f"method {self.method} supports only loss {', '.join(supported)} "
+                                                 "(its replays update weights on the attack's own loss)")
+
+    # -- what the registries say about this config ------------------------------------------
+    @property
+    def method_spec(self) -> MethodSpec:
+        return METHODS.get(self.method)
+
+    @property
+    def schedule_spec(self) -> ScheduleSpec:
+        return SCHEDULES.get(self.schedule)
+
+    @property
+    def loss_spec(self) -> LossSpec:
+        return LOSSES.get(self.loss)
+
+    def section(self, name: str) -> Any:
+        """The options section ``name`` (None when no registry entry of that name has one)."""
+        return dict(self.sections).get(name)
 
     @property
     def constant_k(self) -> int:
-        return DEFAULT_K[self.method] if self.k is None else self.k
+        return self.method_spec.default_k if self.k is None else self.k
+
+    @property
+    def attack_init(self) -> str:
+        """Where attacks start: ``init`` unless auto; else what the schedule's paper, then the
+        loss's, then the method's code prescribes (Amata: zero; TRADES/MART: 0.001·N(0, 1))."""
+        if self.init != "auto":
+            return self.init
+        return self.schedule_spec.init or self.loss_spec.init or self.method_spec.init
+
+    @property
+    def attack_bn_mode(self) -> str:
+        """Batch-norm mode during training attacks: ``attack_bn`` unless auto; else eval when the
+        method's or the loss's authors attack in eval mode (ATTA, ATAS, TRADES, MART), else train."""
+        if self.attack_bn != "auto":
+            return self.attack_bn
+        return "eval" if "eval" in (self.method_spec.attack_bn, self.loss_spec.attack_bn) else "train"
+
+    @property
+    def loss_beta(self) -> float | None:
+        options = self.section(self.loss)
+        return getattr(options, "beta", None)
+
+    @property
+    def numeric_target(self) -> float | None:
+        """``target_robust_acc`` when it is a number (``reference`` is resolved by a search)."""
+        target = self.target_robust_acc
+        return float(target) if isinstance(target, (int, float)) else None
+
+    def method_setup(self, train_size: int, input_shape: tuple[int, int, int], device: Any,
+                     augment: Any) -> MethodSetup:
+        return MethodSetup(self.epsilon, self.alpha, self.attack_init, self.section(self.method), train_size,
+                           input_shape, device, augment, self.epochs)
+
+    def schedule_setup(self) -> ScheduleSetup:
+        return ScheduleSetup(self.epochs, self.epsilon, self.constant_k, self.alpha,
+                             self.method_spec.joint_gradient, self.loss, self.section(self.schedule))
 
     def to_flat(self) -> dict[str, Any]:
         """The config as a flat ``{dotted.key: value}`` dict (round-trips through parse_config)."""
-        return flatten(dataclasses.asdict(self))
+        nested = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sections"}
+        nested.update(dict(self.sections))
+        flat = flatten({k: _as_dict(v) for k, v in nested.items()})
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
+
+
+def _as_dict(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
 
 
 def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -308,7 +297,22 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
+        if float in args and str in args:  # a number, or a word such as "reference"
+            try:
+                return _convert(key, value, float)
+            except ConfigError:
+                if isinstance(value, str):
+                    return value
+                raise
         annotation = args[0]
+        origin = typing.get_origin(annotation)
+    if origin is tuple:
+        (item, _) = typing.get_args(annotation)
+        if isinstance(value, str):
+            value = [v for v in value.strip("[]() ").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, value, "must be a list, e.g. [1, 1, 2, 3]")
+        return tuple(_convert(key, v, item) for v in value)
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -334,50 +338,69 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(key, value, "must be a finite number")
         return number
     if annotation is str:
+        if isinstance(value, bool):
+            return "true" if value else "false"  # YAML reads data_on_device: true as a bool
         if not isinstance(value, str):
             raise ConfigError(key, value, "must be a string")
         return value
     raise TypeError(f"unsupported config field type {annotation!r}")
 
 
-def config_keys(cls: type = TrainConfig, prefix: str = "") -> dict[str, Any]:
-    """All valid dotted keys of a config dataclass, mapped to their types."""
-    keys: dict[str, Any] = {}
+def _fields(cls: type, prefix: str) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
+    return {f"{prefix}{f.name}": hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def config_keys() -> dict[str, Any]:
+    """All valid dotted keys, mapped to their types: TrainConfig's own, ``eval.*``, ``co.*``
+    and every registry section's (``amata.k_max``, ``atas.c``, ...)."""
+    keys: dict[str, Any] = {}
+    for name, hint in _fields(TrainConfig, "").items():
+        if name == "sections":
+            continue
         if dataclasses.is_dataclass(hint):
-            keys.update(config_keys(hint, f"{prefix}{f.name}."))  # type: ignore[arg-type]
+            keys.update(_fields(hint, f"{name}."))  # type: ignore[arg-type]
         else:
-            keys[f"{prefix}{f.name}"] = hint
+            keys[name] = hint
+    for name, options in _sections().items():
+        keys.update(_fields(options, f"{name}."))
     return keys
 
 
-_KEYS = config_keys()
-
-
 def parse_config(values: Mapping[str, Any] | None = None, **overrides: Any) -> TrainConfig:
-    """Build a :class:`TrainConfig` from nested or dotted keys; raise ConfigError on bad input."""
+    """Build a :class:`TrainConfig` from nested or dotted keys; raise ConfigError on bad input.
+
+    Example::
+
+        >>> parse_config({"schedule": "amata", "amata": {"k_max": 8}}, epsilon="8/255").amata.k_max
+        8
+    """
     flat = flatten(dict(values or {}))
     flat.update(flatten(overrides))
+    keys = config_keys()
     sections: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     for key, value in flat.items():
-        if key not in _KEYS:
-            raise ConfigError(key, value, "unknown config key", did_you_mean(key, _KEYS))
-        converted = _convert(key, value, _KEYS[key])
+        if key not in keys:
+            raise ConfigError(key, value, "unknown config key", did_you_mean(key, keys))
+        converted = _convert(key, value, keys[key])
         if "." in key:
             section, name = key.split(".", 1)
             sections.setdefault(section, {})[name] = converted
         else:
             top[key] = converted
-    defaults = TrainConfig()
+    options = dict(default_sections())
+    fixed = {"eval": EvalConfig(), "co": COConfig()}
     for section, kwargs in sections.items():
-        base = getattr(defaults, section)
+        base: Any = fixed[section] if section in fixed else options[section]
         try:
-            top[section] = dataclasses.replace(base, **kwargs)
+            value = dataclasses.replace(base, **kwargs)
         except ConfigError as err:
-            if not err.key.startswith(section + "."):  # LossBetaConfig reports a bare key
+            if not err.key.startswith(section + "."):  # a shared options class reports a bare key
                 err = ConfigError(f"{section}.{err.key}", err.value, err.allowed, err.hint)
             raise err from None
-    return TrainConfig(**top)
+        if section in fixed:
+            top[section] = value
+        else:
+            options[section] = value
+    return TrainConfig(**top, sections=tuple(options.items()))

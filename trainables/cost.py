@@ -25,13 +25,15 @@ class Cost:
     forwards: int = 0
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    compile_seconds: float = 0.0  # torch.compile's graph building, kept out of train_seconds
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
-            setattr(self, key, type(getattr(self, key))(value))
+            if hasattr(self, key):
+                setattr(self, key, type(getattr(self, key))(value))
 
 
 class Stopwatch:

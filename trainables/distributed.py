@@ -38,12 +38,29 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from trainables.compiled import forward_model
+from trainables.checkpoint import load_run_state
 from trainables.config import TrainConfig, parse_config
-from trainables.data import Augment, Batch, Split
-from trainables.engine import Run
-from trainables.methods import build_method
+from trainables.data import (
+    Augment,
+    Batch,
+    Split,
+    load_config_dataset,
+    materialize,
+    train_subset,
+    training_augment,
+)
+from trainables.engine import Run, seed_process
+from trainables.parts import (
+    RunParts,
+    make_context,
+    make_forward,
+    make_method,
+    make_model,
+    make_optimizer,
+    make_schedule,
+)
 from trainables.registry import ConfigError
+from trainables.tune_report import node_metrics, report_epoch
 
 EpochCallback = Callable[[Run, dict[str, Any], str], None]  # (rank 0's run, record, directory)
 SHARD_FILE = "rank{rank}.pt"
@@ -92,7 +109,7 @@ class ShardedBatchLoader:
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             local = order[start : start + self.batch_size]
             where = self.positions[local]
-            xb, yb = self.split.x[where], self.split.y[where]
+            xb, yb = self.split.images(where), self.split.y[where]
             aug = None
             if self.augment is not None:
                 aug = self.augment.sample(len(local), xb.device)
@@ -108,30 +125,37 @@ def check_world(cfg: TrainConfig, world: int) -> None:
 
 class DataParallelRun:
     """Rank ``rank`` of a ``world``-process data-parallel run of ``cfg`` on ``device``
-    (the process group must be initialized). Drive it with :meth:`epoch`."""
+    (the process group must be initialized). Drive it with :meth:`epoch`.
+
+    Its parts are built for the rank: the loader reads the rank's shard, the method's
+    memories hold the shard, the reducer all-reduces; :meth:`wrap` adds DDP's forward."""
 
     def __init__(self, cfg: TrainConfig, rank: int, world: int, device: torch.device) -> None:
-        from torch.nn.parallel import DistributedDataParallel
-
         check_world(cfg, world)
-        self.rank, self.world = rank, world
-        self.run = run = Run(cfg, device)
-        loader = run.loader
-        self.loader = ShardedBatchLoader(loader.split, cfg.batch_size // world, rank, world, cfg.seed,
-                                         loader.augment, cfg.max_batches)
-        run.loader = self.loader  # type: ignore[assignment]  # the engine only iterates it and takes len()
-        # per-example memories sized to this rank's shard
-        run.method = build_method(cfg, self.loader.shard_size, run.input_shape, run.device, loader.augment)
-        run.reduce_sums = self._reduce_sums
+        self.rank, self.world, self.device = rank, world, device
+        data = load_config_dataset(cfg)
+        split = materialize(train_subset(data.train, cfg.data_fraction)).to(device)
+        augment = training_augment(cfg, data)
+        self.loader = ShardedBatchLoader(split, cfg.batch_size // world, rank, world, cfg.seed, augment,
+                                         cfg.max_batches)
+        model = make_model(cfg, data, device)
+        optimizer = make_optimizer(cfg, model)
+        schedule = make_schedule(cfg)
+        method = make_method(cfg, self.loader.shard_size, data, device, augment)  # memories: this shard
+        forward = make_forward(cfg, model, schedule)
+        parts = RunParts(data, self.loader, model, optimizer, method, schedule, forward,
+                         make_context(cfg, forward, optimizer, schedule, device), self._reduce_sums)
+        self.run = Run(cfg, parts, device)
         self._ddp_ids = [device.index or 0] if device.type == "cuda" else None
-        self._ddp_cls = DistributedDataParallel
 
     def wrap(self) -> None:
         """Wrap the model in DDP (after any checkpoint is loaded: DDP broadcasts rank 0's weights)."""
+        from torch.nn.parallel import DistributedDataParallel
+
         run = self.run
         # Buffers are averaged once per epoch instead of broadcast at every forward.
-        ddp = self._ddp_cls(run.model, device_ids=self._ddp_ids, forward_sync_buffers=False)
-        run.forward_model = forward_model(run.model, run.config.compile, run.config.method, full=ddp)
+        ddp = DistributedDataParallel(run.model, device_ids=self._ddp_ids, forward_sync_buffers=False)
+        run.forward_model = make_forward(run.config, run.model, run.schedule, full=ddp)
         run.ctx = dataclasses.replace(run.ctx, model=run.forward_model)
 
     def _reduce_sums(self, sums: torch.Tensor) -> torch.Tensor:
@@ -186,8 +210,6 @@ def _init_group(rank: int, world: int, rendezvous: str, device_type: str) -> tor
 def _load(run: DataParallelRun, directory: str | None) -> None:
     if directory is None:
         return
-    from trainables.trainable import load_run_state
-
     state = load_run_state(directory)
     if run.rank > 0:
         shard = torch.load(Path(directory) / SHARD_FILE.format(rank=run.rank), map_location="cpu", weights_only=True)
@@ -213,7 +235,9 @@ def _worker(index: int, flat: dict[str, Any], world: int, rendezvous: str, devic
     rank = index + 1
     device = _init_group(rank, world, rendezvous, device_type)
     try:
-        run = DataParallelRun(parse_config(flat), rank, world, device)
+        cfg = parse_config(flat)
+        seed_process(cfg)  # every rank builds the same initial weights
+        run = DataParallelRun(cfg, rank, world, device)
         _load(run, restore)
         run.wrap()
         while not run.finished:
@@ -257,6 +281,7 @@ def train_data_parallel(config: dict[str, Any] | TrainConfig, world: int, on_epo
     torch.set_num_threads(per_rank)
     device = _init_group(0, world, rendezvous, device_type)
     try:
+        seed_process(cfg)
         run = DataParallelRun(cfg, 0, world, device)
         _load(run, restore_dir)
         run.wrap()
@@ -285,8 +310,6 @@ def tune_data_parallel(cfg: TrainConfig, world: int) -> None:
     """The Ray Tune trainable's body for a trial across ``world`` GPUs: rank 0 (this process)
     reports every epoch with a checkpoint holding its state and the other ranks' shards."""
     from ray import tune
-
-    from trainables.trainable import node_metrics, report_epoch
 
     node = {**node_metrics(), "world_size": world}
 

@@ -15,33 +15,30 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 
-from trainables.compiled import forward_model
+from trainables.compiled import compile_seconds
 from trainables.config import TrainConfig
 from trainables.cost import Cost, Stopwatch
-from trainables.data import Augment, BatchLoader, load_dataset
+from trainables.data import Dataset, materialize
 from trainables.evaluation import COMonitor, evaluate_accuracy, pmp_criterion
-from trainables.methods import Plan, StepContext, build_loss, build_method
-from trainables.models import build_model
-from trainables.objective import DIVERGED_OBJECTIVE, reference_backprops, tradeoff_objective
-from trainables.schedules import EpochStats, build_schedule
+from trainables.methods import Plan
+from trainables.objective import (
+    DIVERGED_OBJECTIVE,
+    reference_backprops,
+    target_objective,
+    tradeoff_objective,
+)
+from trainables.parts import RunParts, build_parts, resolve_device, uses_bf16
+from trainables.registry import ConfigError
+from trainables.schedules import EpochStats
+from trainables.status import Status
 
-RUNNING, COMPLETED, DIVERGED, CO = "running", "completed", "diverged", "catastrophic_overfitting"
+# Kept for callers of 0.1: the engine's statuses as plain strings.
+RUNNING, COMPLETED, DIVERGED, CO = (s.value for s in (Status.RUNNING, Status.COMPLETED, Status.DIVERGED, Status.CO))
 BatchCallback = Callable[[int, int], None]  # (batch index, batches per epoch)
-
-
-def _identity(sums: torch.Tensor) -> torch.Tensor:
-    return sums
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def learning_rate(cfg: TrainConfig, progress: float) -> float:
@@ -56,60 +53,61 @@ def learning_rate(cfg: TrainConfig, progress: float) -> float:
     return cfg.lr
 
 
-class Run:
-    """An adversarial-training run of ``config`` on ``device`` (default: config.device)."""
+def seed_process(cfg: TrainConfig) -> None:
+    """The process edge: CPU threads (CPU results depend on them) and the run's seed."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
 
-    def __init__(self, config: TrainConfig, device: torch.device | str | None = None) -> None:
-        self.config = cfg = config
-        self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size)
+
+def start_run(cfg: TrainConfig, device: torch.device | str | None = None, data: Dataset | None = None,
+              gpu_share: float = 1.0) -> Run:
+    """Seed this process for ``cfg`` and build its run (the usual way to begin training).
+
+    Example::
+
+        >>> from trainables.config import parse_config
+        >>> run = start_run(parse_config({"epochs": 1, "eval.examples": 50}), "cpu")
+        >>> record = run.step()
+        >>> record["epoch"], record["status"]
+        (1, 'completed')
+    """
+    seed_process(cfg)
+    dev = torch.device(device) if device is not None else resolve_device(cfg.device)
+    return Run(cfg, build_parts(cfg, dev, data, gpu_share), dev)
+
+
+class Run:
+    """An adversarial-training run of ``config`` with ``parts`` on ``device``.
+
+    Building one changes no global state; :func:`start_run` seeds the process first."""
+
+    def __init__(self, config: TrainConfig, parts: RunParts, device: torch.device) -> None:
+        cfg = config
+        self.config, self.device = cfg, device
+        data = parts.data
         self.num_classes, self.input_shape = data.num_classes, data.input_shape
-        train = data.train.to(self.device)
-        val = data.val.to(self.device)
-        self.val_x, self.val_y = val.x[: cfg.eval.examples], val.y[: cfg.eval.examples]
-        use_augment = cfg.augment and (data.crop_padding > 0 or data.flip)
-        augment = Augment(data.crop_padding, data.flip) if use_augment else None
-        self.loader = BatchLoader(train, cfg.batch_size, shuffle=True, augment=augment,
-                                  max_batches=cfg.max_batches)
-        self.model = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std)
-        self.model.to(self.device)
-        if self._channels_last():
-            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        if cfg.optimizer == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        else:
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.forward_model = forward_model(self.model, cfg.compile, cfg.method)
-        self.method = build_method(cfg, len(train), data.input_shape, self.device, augment)
-        self.schedule = build_schedule(cfg)
-        beta = {"trades": cfg.trades.beta, "mart": cfg.mart.beta}.get(cfg.loss)
-        self.ctx = StepContext(self.forward_model, self.optimizer, cfg.epsilon, build_loss(cfg.loss, beta),
-                               self.autocast, cfg.attack_bn)
+        val = materialize(data.val, cfg.eval.examples)
+        self.val_x, self.val_y = val.images().to(device), val.y.to(device)
+        self.loader, self.model, self.optimizer = parts.loader, parts.model, parts.optimizer
+        self.method, self.schedule, self.forward_model = parts.method, parts.schedule, parts.forward
+        self.ctx, self.reduce_sums = parts.ctx, parts.reduce_sums
+        self.autocast = self.ctx.autocast
         self.cost = Cost()
-        # The epoch's statistics over every process of the run (data-parallel runs sum over ranks).
-        self.reduce_sums: Callable[[torch.Tensor], torch.Tensor] = _identity
         self.co = COMonitor(cfg.co.drop)
         self.epoch = 0
-        self.status = RUNNING
+        self.status = Status.RUNNING
         self.history: list[dict[str, Any]] = []
         self.best_robust_acc = -1.0
         self.best_model: dict[str, torch.Tensor] | None = None
         self.last_eval: dict[str, float] = {"clean_acc": 0.0, "robust_acc": 0.0, "fgsm_acc": 0.0}
+        if cfg.objective == "target" and cfg.numeric_target is None:
+            raise ConfigError("target_robust_acc", cfg.target_robust_acc,
+                              "'reference' is resolved by raysearch search; a single run needs a number in (0, 1]")
 
     # -- configuration-derived helpers ------------------------------------------------------
-    def _channels_last(self) -> bool:
-        wanted = self.config.channels_last
-        return self.device.type == "cuda" if wanted is None else wanted
-
     def _bf16(self) -> bool:
-        return self.config.precision == "bf16" or (self.config.precision == "auto" and self.device.type == "cuda")
-
-    def autocast(self) -> AbstractContextManager[Any]:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._bf16())
+        return uses_bf16(self.config, self.device)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -121,7 +119,7 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self.status != RUNNING or self.epoch >= self.config.epochs
+        return self.status != Status.RUNNING or self.epoch >= self.config.epochs
 
     # -- one epoch ----------------------------------------------------------------------------
     def train_epoch(self, on_batch: BatchCallback | None = None) -> dict[str, Any]:
@@ -133,6 +131,7 @@ class Run:
         sums = torch.zeros(5, device=self.device)  # loss·n, correct, grad_l1, alpha, examples
         count = forwards = backprops = 0
         self.model.train(True)
+        compiling = compile_seconds()
         with Stopwatch(self.device) as watch:
             for i, batch in enumerate(self.loader):
                 lr = learning_rate(cfg, t + i / batches)
@@ -150,7 +149,9 @@ class Run:
                     on_batch(i, batches)
         sums[4] = count
         loss_sum, correct, grad_l1, alpha_sum, count = self.reduce_sums(sums).tolist()  # the one host sync
-        self.cost.train_seconds += watch.seconds
+        compiled = compile_seconds() - compiling  # torch.compile's graph building, not training
+        self.cost.compile_seconds += compiled
+        self.cost.train_seconds += max(0.0, watch.seconds - compiled)
         self.cost.forwards += forwards
         self.cost.backprops += backprops
         train_acc = correct / count
@@ -160,21 +161,28 @@ class Run:
             "epoch": self.epoch, "k": plan.k, "alpha": alpha_sum / batches, "lr": lr,
             "train_loss": loss_sum / count, "train_acc": train_acc, "grad_magnitude": grad_l1,
             "backprops": self.cost.backprops, "forwards": self.cost.forwards,
-            "train_seconds": self.cost.train_seconds,
+            "train_seconds": self.cost.train_seconds, "compile_seconds": self.cost.compile_seconds,
         }
 
     def evaluate(self) -> dict[str, float]:
-        """Clean / PGD / FGSM accuracy on the fixed validation subset (eval seconds counted)."""
+        """Clean / PGD / FGSM accuracy on the fixed validation subset (eval seconds counted).
+
+        In fp32, like ``raysearch evaluate``: trials are selected on the metric the final
+        evaluation reports (bf16 input gradients would make a slightly weaker attack)."""
         ev = self.config.eval
         alpha = ev.alpha if ev.alpha is not None else self.config.epsilon / 4
         with Stopwatch(self.device) as watch:
             acc = evaluate_accuracy(self.model, self.val_x, self.val_y, self.config.epsilon, ev.steps,
-                                    alpha, ev.restarts, ev.fgsm, ev.batch_size, self.autocast)
+                                    alpha, ev.restarts, ev.fgsm, ev.batch_size)
         self.cost.eval_seconds += watch.seconds
         return {"clean_acc": acc.clean_acc, "robust_acc": acc.robust_acc, "fgsm_acc": acc.fgsm_acc}
 
     def objective(self, robust_acc: float) -> float:
+        """The run's objective (SPEC §7): the trade-off, or the target objective."""
         cfg = self.config
+        target = cfg.numeric_target
+        if cfg.objective == "target" and target is not None:
+            return target_objective(robust_acc, self.cost.backprops, self.reference_backprops, target)
         if cfg.cost == "seconds":
             reference = cfg.reference_seconds or self._estimated_reference_seconds()
             return tradeoff_objective(robust_acc, self.cost.train_seconds, reference, cfg.cost_weight)
@@ -190,7 +198,9 @@ class Run:
         cfg = self.config
         record = self.train_epoch(on_batch)
         if not math.isfinite(record["train_loss"]):
-            self.status = DIVERGED
+            self.status = Status.DIVERGED
+            # Not finite weights: nothing to measure, and no earlier epoch's accuracy either.
+            self.last_eval = dict.fromkeys(("clean_acc", "robust_acc", "fgsm_acc"), math.nan)
         elif self.epoch % cfg.eval.every == 0 or self.epoch >= cfg.epochs:
             self.last_eval = self.evaluate()
             robust = self.last_eval["robust_acc"]
@@ -198,23 +208,31 @@ class Run:
                 self.best_robust_acc = robust
                 self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
             if cfg.co.enabled and self.co.update(robust, self.last_eval["fgsm_acc"]):
-                self.status = CO
+                self.status = Status.CO
             if cfg.eval.pmp:
                 record["pmp_c"] = self._pmp(record["k"], record["alpha"])
         record.update(self.last_eval)
         record["best_robust_acc"] = max(self.best_robust_acc, 0.0)
+        record["cost_runs"] = self.cost.backprops / self.reference_backprops  # in reference runs
         record["eval_seconds"] = self.cost.eval_seconds
-        if self.status == DIVERGED:
+        if self.status == Status.DIVERGED:
             record["objective"] = DIVERGED_OBJECTIVE
         else:
             # A run stopped for catastrophic overfitting keeps (and is scored by) its best checkpoint.
-            robust = self.best_robust_acc if self.status == CO else record["robust_acc"]
+            robust = self.best_robust_acc if self.status == Status.CO else record["robust_acc"]
             record["objective"] = self.objective(robust)
-        if self.status == RUNNING and self.epoch >= cfg.epochs:
-            self.status = COMPLETED
-        record["status"] = self.status
+        if self.status == Status.RUNNING and self.epoch >= cfg.epochs:
+            self.status = Status.COMPLETED
+        record["status"] = self.status.value
         self.history.append(record)
         return record
+
+    def scored_weights(self) -> dict[str, torch.Tensor]:
+        """The weights the objective scored: the final ones, or the best checkpoint of a run
+        stopped for catastrophic overfitting."""
+        if self.status == Status.CO and self.best_model is not None:
+            return self.best_model
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def _pmp(self, k: int, alpha: float) -> float:
         x, y = self.val_x[:128], self.val_y[:128]
@@ -228,7 +246,7 @@ class Run:
         """Everything needed to continue exactly: weights, optimizer, method memories, schedule
         state, cost counters, history and RNG states (loadable with ``weights_only=True``)."""
         return {
-            "epoch": self.epoch, "status": self.status, "history": copy.deepcopy(self.history),
+            "epoch": self.epoch, "status": self.status.value, "history": copy.deepcopy(self.history),
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "method": self.method.state_dict(), "schedule": self.schedule.state_dict(),
             "cost": self.cost.state_dict(), "co": self.co.state_dict(),
@@ -240,7 +258,7 @@ class Run:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.status = int(state["epoch"]), str(state["status"])
+        self.epoch, self.status = int(state["epoch"]), Status(state["status"])
         self.history = list(state["history"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -263,9 +281,9 @@ class Run:
             "epochs": self.epoch, "batches_per_epoch": self.batches_per_epoch,
             "backprops": self.cost.backprops, "forwards": self.cost.forwards,
             "train_seconds": self.cost.train_seconds, "eval_seconds": self.cost.eval_seconds,
-            "reference_backprops": self.reference_backprops,
+            "compile_seconds": self.cost.compile_seconds, "reference_backprops": self.reference_backprops,
             "clean_acc": last.get("clean_acc", 0.0), "robust_acc": last.get("robust_acc", 0.0),
             "fgsm_acc": last.get("fgsm_acc", 0.0), "best_robust_acc": max(self.best_robust_acc, 0.0),
-            "objective": last.get("objective", math.nan), "status": self.status,
+            "objective": last.get("objective", math.nan), "status": self.status.value,
             "history": [{k: rec[k] for k in keys if k in rec} for rec in self.history],
         }

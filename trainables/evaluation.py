@@ -7,7 +7,8 @@ The model is put in eval mode explicitly for every attack here (batch-norm runni
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.attacks import pgd_attack
+from trainables.registry import ConfigError
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,65 @@ def evaluate_accuracy(
     model.train(was_training)
     clean, robust, fgsm_correct = (correct / len(x)).tolist()
     return Accuracy(clean, robust, fgsm_correct if fgsm else math.nan)
+
+
+_ATTACK = re.compile(r"^(pgd|cw)(\d+)(?:x(\d+))?$")
+STEP_FRACTION = 0.25  # α = ε/4 for every PGD and CW evaluation attack, as in the in-loop PGD-10
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One evaluation attack: ``kind`` pgd (cross-entropy), cw (CW margin) or autoattack."""
+
+    name: str
+    kind: str
+    steps: int = 0
+    restarts: int = 1
+
+    def describe(self, epsilon: float) -> str:
+        if self.kind == "autoattack":
+            return "AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square; Croce & Hein's own package)"
+        loss = "cross-entropy" if self.kind == "pgd" else "CW margin loss"
+        return (f"{self.kind.upper()}-{self.steps}, {self.restarts} restart{'s' if self.restarts > 1 else ''}, "
+                f"α = ε/4 = {STEP_FRACTION * epsilon:.4g}, random start, {loss}")
+
+
+def attack_pattern() -> re.Pattern[str]:
+    """``pgdSTEPS[xRESTARTS]`` / ``cwSTEPS[xRESTARTS]`` (groups: kind, steps, restarts)."""
+    return _ATTACK
+
+
+def parse_attacks(names: str | Iterable[str], allow_autoattack: bool = True) -> list[Attack]:
+    """``"pgd50x10,cw20,autoattack"`` (or a list) -> attacks; ConfigError names a bad one."""
+    if isinstance(names, str):
+        names = names.split(",")
+    attacks = []
+    for raw in names:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name == "autoattack" and allow_autoattack:
+            attacks.append(Attack(name, "autoattack"))
+            continue
+        match = _ATTACK.match(name)
+        if not match or int(match.group(2)) < 1 or (match.group(3) is not None and int(match.group(3)) < 1):
+            allowed = "pgdSTEPS[xRESTARTS] (e.g. pgd50x10), cwSTEPS[xRESTARTS] (e.g. cw20)"
+            allowed += " and autoattack" if allow_autoattack else ""
+            raise ConfigError("attacks", raw, f"choose from {allowed}, comma-separated")
+        attacks.append(Attack(name, match.group(1), int(match.group(2)), int(match.group(3) or 1)))
+    if not attacks:
+        raise ConfigError("attacks", ",".join(names), "name at least one attack")
+    return attacks
+
+
+def attack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, attack: Attack,
+                    batch_size: int = 500) -> float:
+    """Accuracy under a PGD or CW ``attack`` (α = ε/4, random start)."""
+    from trainables.attacks import cw_margin_loss
+
+    loss_fn = F.cross_entropy if attack.kind == "pgd" else cw_margin_loss
+    return evaluate_accuracy(model, x, y, epsilon, attack.steps, STEP_FRACTION * epsilon, attack.restarts,
+                             fgsm=False, batch_size=batch_size, loss_fn=loss_fn).robust_acc
 
 
 class COMonitor:

@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from trainables.config import TrainConfig, parse_config
+from trainables.data import train_subset
 from trainables.registry import ConfigError
 
 GIB = 1024**3
@@ -72,11 +72,15 @@ class MemoryEstimate:
 
 
 def saved_tensor_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                       bf16: bool = False) -> int:
-    """Bytes of the tensors autograd saves in one training forward of ``model`` on (x, y).
+                       bf16: bool = False, loss: str = "ce") -> int:
+    """Bytes of the tensors autograd saves in one training step's forward of ``model`` on
+    (x, y) with outer loss ``loss``: TRADES and MART run two forwards (clean and adversarial)
+    whose saved tensors are alive together until the backward.
 
     Each storage counts once (a ReLU's output saved again as the next layer's input) and the
     weights themselves are not counted (they are the parameters)."""
+    from trainables.methods import build_loss
+
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     storages: dict[int, int] = {}
 
@@ -90,7 +94,7 @@ def saved_tensor_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         delta = torch.zeros_like(x, requires_grad=True)  # the attack's input needs a gradient too
-        F.cross_entropy(model(x + delta).float(), y)
+        build_loss(loss).train_loss(model, x, x + delta, y)
     return sum(storages.values())
 
 
@@ -109,8 +113,8 @@ def activation_bytes(cfg: TrainConfig, input_shape: tuple[int, int, int], num_cl
     ``model``: the :func:`probe_model` to measure (built here when None)."""
     if model is None:
         model = probe_model(cfg, input_shape, num_classes)
-    measured = [saved_tensor_bytes(model, torch.rand(b, *input_shape), torch.randint(num_classes, (b,)), bf16)
-                for b in PROBE_BATCHES]
+    measured = [saved_tensor_bytes(model, torch.rand(b, *input_shape), torch.randint(num_classes, (b,)), bf16,
+                                   cfg.loss) for b in PROBE_BATCHES]
     (b1, b2), (m1, m2) = PROBE_BATCHES, measured
     per_example = max(0.0, (m2 - m1) / (b2 - b1))
     fixed = max(0.0, m1 - per_example * b1)
@@ -132,14 +136,15 @@ def method_state_bytes(cfg: TrainConfig, data: Any) -> int:
     summed over its ``state_dict`` with the method built on the meta device (nothing allocated)."""
     from trainables.methods import build_method
 
-    method = build_method(cfg, len(data.train), data.input_shape, torch.device("meta"), None)
+    setup = cfg.method_setup(len(data.train), data.input_shape, torch.device("meta"), None)
+    method = build_method(cfg.method, setup)
     return _state_bytes(method.state_dict())
 
 
 def _load_data(cfg: TrainConfig) -> Any:
-    from trainables.data import load_dataset
+    from trainables.data import load_config_dataset
 
-    return load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size)
+    return load_config_dataset(cfg)
 
 
 def _shared_estimate(cfg: TrainConfig, data: Any) -> MemoryEstimate:
@@ -152,8 +157,12 @@ def _shared_estimate(cfg: TrainConfig, data: Any) -> MemoryEstimate:
     eval_batch = min(cfg.eval.batch_size, cfg.eval.examples, len(data.val))
     batch = max(cfg.batch_size, eval_batch)
     image = math.prod(data.input_shape) * 4
-    split_bytes = sum(s.x.numel() * s.x.element_size() + s.y.numel() * s.y.element_size()
-                      for s in (data.train, data.val))
+    train = train_subset(data.train, cfg.data_fraction)
+    # The training split on the device as uint8 unless told to stream (auto streams only what
+    # would not fit, so this is the upper bound); the evaluation subset as float.
+    held = 0 if cfg.data_on_device == "false" else train.nbytes
+    eval_examples = min(cfg.eval.examples, len(data.val))
+    split_bytes = held + eval_examples * (math.prod(data.input_shape) * 4 + 8)
     return MemoryEstimate(
         parameters=params + buffers, gradients=params, optimizer=optimizer_copies * params,
         activations=activation_bytes(cfg, data.input_shape, data.num_classes, batch, bf16, model),
@@ -173,6 +182,19 @@ def estimate_memory(config: TrainConfig | Mapping[str, Any], data: Any = None,
     if data is None:
         data = _load_data(cfg)
     return replace(_shared_estimate(cfg, data), memories=method_state_bytes(cfg, data))
+
+
+def checkpoint_bytes(config: TrainConfig | Mapping[str, Any], data: Any = None) -> int:
+    """Bytes of one checkpoint of a run (``state.pt`` + ``best.pt``): the weights three times
+    (model, best model, their copy in ``best.pt``), the optimizer state and the method's
+    per-example memories. Used to warn when a search's storage is too small."""
+    cfg = config if isinstance(config, TrainConfig) else parse_config(config)
+    if data is None:
+        data = _load_data(cfg)
+    model = probe_model(cfg, data.input_shape, data.num_classes)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    optimizer_copies = 2 if cfg.optimizer == "adam" else (1 if cfg.momentum > 0 else 0)
+    return 3 * weights + optimizer_copies * weights + method_state_bytes(cfg, data)
 
 
 def check_gpu_share(config: TrainConfig | Mapping[str, Any], gpus_per_trial: float, gpu_total_bytes: int,
@@ -204,5 +226,5 @@ def check_gpu_share(config: TrainConfig | Mapping[str, Any], gpus_per_trial: flo
                       f"(needs ~{need / GIB:.1f} GiB); {advice}")
 
 
-__all__ = ["MemoryEstimate", "activation_bytes", "check_gpu_share", "estimate_memory", "method_state_bytes",
+__all__ = ["MemoryEstimate", "activation_bytes", "check_gpu_share", "checkpoint_bytes", "estimate_memory", "method_state_bytes",
            "probe_model", "saved_tensor_bytes"]

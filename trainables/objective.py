@@ -1,16 +1,26 @@
-"""The trade-off objective (SPEC §7), minimized:
+"""The objectives (SPEC §7), minimized.
+
+Trade-off (the default)::
 
     objective = (1 − robust_acc) + cost_weight · cost / reference_cost
 
 Amata frames efficient adversarial training as min Φ(θ_T) + ∫ γ·K_s ds (eq. 6). Here the
 reference cost is the PGD-10 recipe for the configured epochs: 11 backprops per batch, so
 ``cost_weight`` is how much robust accuracy one full PGD-10 budget is worth.
+
+Target (``objective: target``): the cheapest recipe whose robust accuracy reaches
+``target_robust_acc``. Optuna sees the cost (in reference runs) as the value and the
+shortfall ``target − robust_acc`` as a constraint (≤ 0 is feasible). The scheduler needs
+one number that orders trials the same way, so the reported ``objective`` is the cost for a
+feasible trial and ``TARGET_INFEASIBLE + shortfall`` for one below the target: every
+feasible trial ranks before every infeasible one, and infeasible ones by how far they miss.
 """
 
 from __future__ import annotations
 
 REFERENCE_K = 10
 DIVERGED_OBJECTIVE = 10.0  # a finite penalty Optuna and ASHA can rank
+TARGET_INFEASIBLE = 5.0  # above any cost in reference runs a K <= 50 recipe reaches, below DIVERGED
 
 
 def reference_backprops(epochs: int, batches_per_epoch: int) -> int:
@@ -21,3 +31,15 @@ def reference_backprops(epochs: int, batches_per_epoch: int) -> int:
 def tradeoff_objective(robust_acc: float, cost: float, reference_cost: float, cost_weight: float) -> float:
     """(1 − robust_acc) + cost_weight · cost / reference_cost."""
     return (1.0 - robust_acc) + cost_weight * cost / reference_cost
+
+
+def target_shortfall(robust_acc: float, target: float) -> float:
+    """target − robust_acc: Optuna's constraint value (≤ 0: the target is met)."""
+    return target - robust_acc
+
+
+def target_objective(robust_acc: float, cost: float, reference_cost: float, target: float) -> float:
+    """The cost in reference runs when ``robust_acc`` meets ``target``, else
+    ``TARGET_INFEASIBLE`` + the shortfall (see the module docstring)."""
+    shortfall = target_shortfall(robust_acc, target)
+    return cost / reference_cost if shortfall <= 0 else TARGET_INFEASIBLE + shortfall

@@ -37,6 +37,23 @@ def random_init(x: torch.Tensor, epsilon: float) -> torch.Tensor:
     return project(torch.empty_like(x).uniform_(-epsilon, epsilon), x, epsilon)
 
 
+INITS = ("uniform", "zero", "normal")
+NORMAL_START_STD = 0.001  # TRADES / MART / ATTA: x + 0.001·N(0, 1)
+
+
+def start_delta(x: torch.Tensor, epsilon: float, init: str) -> torch.Tensor:
+    """Where an attack starts: ``uniform`` δ₀ ~ U(−ε, ε) (Madry; Wong et al.), ``zero``
+    (Amata Algorithm 1 starts from the clean batch) or ``normal`` δ₀ = 0.001·N(0, 1)
+    (TRADES, MART and ATTA's released code), each projected so that x + δ₀ ∈ [0, 1]."""
+    if init == "uniform":
+        return random_init(x, epsilon)
+    if init == "zero":
+        return torch.zeros_like(x)
+    if init == "normal":
+        return project(NORMAL_START_STD * torch.randn_like(x), x, epsilon)
+    raise ValueError(f"unknown attack start {init!r}; choose one of {', '.join(INITS)}")
+
+
 def pgd_step(
     delta: torch.Tensor,
     grad: torch.Tensor,

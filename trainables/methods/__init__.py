@@ -1,52 +1,56 @@
 """Inner-maximization methods (contract names): ``pgd``, ``fgsm_rs``, ``free``, ``atta``, ``atas``.
 
-Adding a method = one file + one line in ``METHODS`` + its name in ``trainables.config``.
+``METHODS`` is the one source of truth: each entry (:class:`MethodSpec`) carries the method's
+builder, options section, default K and step size, the batch-norm mode and start of its
+authors' code, and its report label. Adding a method = one file with its class and spec +
+one line here; config validation, search spaces and reports pick it up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
-
-from trainables.config import TrainConfig
-from trainables.data import Augment
-from trainables.methods.atas import ATAS, atas_step_size, update_second_moment
-from trainables.methods.atta import ATTA
-from trainables.methods.base import BatchStats, Method, Plan, StepContext, default_alpha
-from trainables.methods.free import Free
-from trainables.methods.losses import LOSSES, OuterLoss, build_loss
+from trainables.methods.atas import (
+    ATAS,
+    ATAS_SPEC,
+    AtasConfig,
+    atas_step_size,
+    update_second_moment,
+)
+from trainables.methods.atta import ATTA, ATTA_SPEC, AttaConfig
+from trainables.methods.base import (
+    BatchStats,
+    Method,
+    MethodSetup,
+    MethodSpec,
+    Plan,
+    StepContext,
+)
+from trainables.methods.free import FREE_SPEC, Free, FreeConfig
+from trainables.methods.losses import LOSSES, LossSpec, OuterLoss, build_loss
 from trainables.methods.memory import PerturbationMemory
-from trainables.methods.pgd import FGSMRS, PGD
+from trainables.methods.pgd import FGSM_RS_SPEC, PGD, PGD_SPEC
 from trainables.registry import Registry
 
-MethodFactory = Callable[[TrainConfig, int, tuple[int, int, int], torch.device, "Augment | None"], Method]
-
-
-def _memory(cfg: TrainConfig, n: int, shape: tuple[int, int, int], device: torch.device,
-            augment: Augment | None, store_size: int = 0) -> PerturbationMemory:
-    return PerturbationMemory(n, shape, cfg.epsilon, device, augment, store_size)
-
-
-METHODS: Registry[MethodFactory] = Registry("method", {
-    "pgd": lambda cfg, n, shape, dev, aug: PGD(cfg.alpha, cfg.init),
-    "fgsm_rs": lambda cfg, n, shape, dev, aug: FGSMRS(cfg.alpha, cfg.init),
-    "free": lambda cfg, n, shape, dev, aug: Free(cfg.alpha, cfg.init, cfg.free.carry_delta),
-    "atta": lambda cfg, n, shape, dev, aug: ATTA(
-        _memory(cfg, n, shape, dev, aug), cfg.alpha, cfg.atta.reset_every),
-    "atas": lambda cfg, n, shape, dev, aug: ATAS(
-        _memory(cfg, n, shape, dev, aug, cfg.atas.store_size), n, cfg.atas.c, cfg.atas.beta,
-        *cfg.atas.resolved(cfg.epsilon), cfg.atas.reset_every, cfg.atas.reference_batch),
+METHODS: Registry[MethodSpec] = Registry("method", {
+    "pgd": PGD_SPEC,
+    "fgsm_rs": FGSM_RS_SPEC,
+    "free": FREE_SPEC,
+    "atta": ATTA_SPEC,
+    "atas": ATAS_SPEC,
 })
 
 
-def build_method(cfg: TrainConfig, train_size: int, input_shape: tuple[int, int, int],
-                 device: torch.device, augment: Augment | None) -> Method:
-    return METHODS.get(cfg.method)(cfg, train_size, input_shape, device, augment)
+def build_method(name: str, setup: MethodSetup) -> Method:
+    """Method ``name`` built from ``setup`` (see :class:`MethodSetup`)."""
+    return METHODS.get(name).build(setup)
+
+
+def default_alpha(method: str, k: int, epsilon: float) -> float:
+    """The step size ``method`` uses at K = ``k`` when neither schedule nor config sets one."""
+    return METHODS.get(method).default_alpha(k, epsilon)
 
 
 __all__ = [
-    "ATAS", "ATTA", "FGSMRS", "LOSSES", "METHODS", "PGD", "BatchStats", "Free", "Method",
-    "OuterLoss", "PerturbationMemory", "Plan", "StepContext", "atas_step_size", "build_loss",
-    "build_method", "default_alpha", "update_second_moment",
+    "ATAS", "ATTA", "LOSSES", "METHODS", "PGD", "AtasConfig", "AttaConfig", "BatchStats", "Free", "FreeConfig",
+    "LossSpec", "Method", "MethodSetup", "MethodSpec", "OuterLoss", "PerturbationMemory", "Plan", "StepContext",
+    "atas_step_size", "build_loss", "build_method", "default_alpha", "update_second_moment",
 ]

@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from trainables.data import Batch
+from trainables.data import Augment, Batch
 from trainables.methods.losses import OuterLoss
 
 
@@ -35,7 +35,12 @@ class Plan:
 
 @dataclass(frozen=True)
 class StepContext:
-    """Everything a method needs to update one minibatch."""
+    """Everything a method needs to update one minibatch.
+
+    ``final_grad``: measure ‖∇x ℓ‖₁ from the *training* loss at the final δ (the weight
+    update's own backward, as the final DEAT code does for M+) instead of at the last attack
+    step; set when the schedule reads the gradient magnitude that way.
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -43,6 +48,7 @@ class StepContext:
     loss: OuterLoss
     autocast: Callable[[], AbstractContextManager[Any]]
     attack_bn: str  # "train" or "eval": batch-norm mode during attack steps
+    final_grad: bool = False
 
 
 @dataclass
@@ -52,28 +58,25 @@ class BatchStats:
     loss: torch.Tensor  # mean training loss
     correct: torch.Tensor  # number of training examples classified correctly
     count: int
-    grad_l1: torch.Tensor  # ‖∇x ℓ(x + δ)‖₁ at the last attack step (M+'s l_X term); 0 if K = 0
+    grad_l1: torch.Tensor  # ‖∇x ℓ(x + δ)‖₁ (M+'s l_X term, see StepContext.final_grad); 0 if K = 0
     alpha: float | torch.Tensor  # step size used (device mean for per-example step sizes)
     forwards: int
     backprops: int
 
 
-class Method(Protocol):
-    """One inner-maximization method (PGD, FGSM-RS, Free, ATTA, ATAS)."""
+class Method:
+    """One inner-maximization method: :meth:`train_batch` owns the whole update of a minibatch.
 
-    def train_batch(self, batch: Batch, plan: Plan, ctx: StepContext) -> BatchStats: ...
+    That is the one thing every method must do. Methods with state across batches (Free's
+    carried δ, ATTA/ATAS memories) also override the epoch hook and the state round trip,
+    which default to nothing here.
+    """
 
-    def start_epoch(self, epoch: int) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class StatelessMethod:
-    """Base for methods without state across batches."""
+    def train_batch(self, batch: Batch, plan: Plan, ctx: StepContext) -> BatchStats:
+        raise NotImplementedError
 
     def start_epoch(self, epoch: int) -> None:
+        """Called before epoch ``epoch`` (from 0): memory resets, warm-up phases."""
         return None
 
     def state_dict(self) -> dict[str, Any]:
@@ -83,14 +86,54 @@ class StatelessMethod:
         return None
 
 
-def default_alpha(method: str, k: int, epsilon: float) -> float:
-    """Step size when neither the schedule nor the config sets one.
+@dataclass(frozen=True)
+class MethodSetup:
+    """What building a method needs, resolved from the run's config by the engine.
 
-    Free replays with α = ε (Shafahi et al.); single-step methods use 1.25ε (Wong et al.);
-    multi-step PGD keeps α·K = 2.5ε (Madry et al.; 2/255 for PGD-10 at ε = 8/255).
+    ``alpha``: the configured step size (None: the method's default for the epoch's K);
+    ``init``: where attacks start (``uniform``, ``zero``, ``normal``: 0.001·N(0, 1));
+    ``options``: the method's own options section (None when it has none).
     """
-    if method == "free":
-        return epsilon
+
+    epsilon: float
+    alpha: float | None
+    init: str
+    options: Any
+    train_size: int
+    input_shape: tuple[int, int, int]
+    device: torch.device
+    augment: Augment | None
+    epochs: int
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registry entry: everything that belongs to one method (SPEC §3).
+
+    ``default_alpha(k, epsilon)`` is its step size when neither schedule nor config sets one;
+    ``attack_bn`` and ``init`` the batch-norm mode and start its authors' code uses;
+    ``options`` its config section (the section is named like the method);
+    ``joint_gradient``: weights and δ come from one backward (Free's replays), so attack passes
+    cannot run on an input-gradient-only graph; ``losses``: the outer losses it supports
+    (None: all); ``describe(options, epsilon)``: extra words for its report label.
+    """
+
+    build: Callable[[MethodSetup], Method]
+    label: str
+    default_k: int
+    default_alpha: Callable[[int, float], float]
+    attack_bn: str = "train"
+    init: str = "uniform"
+    options: type | None = None
+    joint_gradient: bool = False
+    memory: bool = False
+    losses: tuple[str, ...] | None = None
+    describe: Callable[[Any, float], str] | None = None
+    source: str = ""
+
+
+def multi_step_alpha(k: int, epsilon: float) -> float:
+    """Madry's α·K = 2.5ε (2/255 for PGD-10 at 8/255), at most Wong et al.'s 1.25ε for K ≤ 2."""
     return min(2.5 * epsilon / max(k, 1), 1.25 * epsilon)
 
 
@@ -161,18 +204,30 @@ def attack_gradient(
     return grad
 
 
-def weight_update(
-    ctx: StepContext, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """One training step on x_adv: returns (loss, correct count, forwards used); 1 backprop."""
+class Update(NamedTuple):
+    """One weight step's outcome: mean loss, correct count, forwards used, and ‖∇x ℓ‖₁ of the
+    training loss at x_adv (when the step was asked to measure it, else None)."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    forwards: int
+    input_grad_l1: torch.Tensor | None
+
+
+def weight_update(ctx: StepContext, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> Update:
+    """One training step on x_adv (1 backprop). With ``ctx.final_grad`` the same backward also
+    yields the input gradient of the training loss at x_adv (the final DEAT code's l_X)."""
     train_mode(ctx.model)
+    if ctx.final_grad:
+        x_adv = x_adv.detach().requires_grad_(True)
     with ctx.autocast():
         loss, logits, forwards = ctx.loss.train_loss(ctx.model, x, x_adv, y)
     ctx.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     ctx.optimizer.step()
     correct = (logits.detach().argmax(1) == y).sum()
-    return loss.detach().float(), correct, forwards
+    grad_l1 = x_adv.grad.abs().sum() if ctx.final_grad and x_adv.grad is not None else None
+    return Update(loss.detach().float(), correct, forwards, grad_l1)
 
 
 def clean_probabilities(ctx: StepContext, x: torch.Tensor) -> tuple[torch.Tensor | None, int]:

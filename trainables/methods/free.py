@@ -2,24 +2,46 @@
 
 Per batch, r = K + 1 replays; each is one forward/backward on x + δ that yields ∇θ and ∇δ
 together: θ takes an optimizer step and δ ← Π(δ + α·sign(∇δ)). With K = 0 this is natural
-training. δ is initialized per batch (``init: uniform``, DEAT's default, or ``zero``) or,
-with ``carry_delta: true``, carried over from the previous batch (the original Free).
+training. δ is initialized per batch (``init: uniform``: U(−ε, ε), as ``mdeat_cifar10.py``
+draws it fresh for every batch; or ``zero``) or, with ``free.carry_delta: true``, carried
+over from the previous batch (the original Free). Batch norm stays in train mode for every
+replay, as in both codes. The step size defaults to ε (Shafahi et al.; DEAT uses 10/255 =
+1.25ε, which its default recipe sets).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from trainables.attacks import pgd_step, random_init
+from trainables.attacks import pgd_step, start_delta
 from trainables.data import Batch
-from trainables.methods.base import BatchStats, Plan, StepContext, default_alpha, train_mode
+from trainables.methods.base import (
+    BatchStats,
+    Method,
+    MethodSetup,
+    MethodSpec,
+    Plan,
+    StepContext,
+    train_mode,
+)
 
 
-class Free:
-    name = "free"
+@dataclass(frozen=True)
+class FreeConfig:
+    """Free / DEAT batch replay: ``carry_delta`` keeps δ across batches (original Free)."""
 
+    carry_delta: bool = False
+
+
+def free_alpha(k: int, epsilon: float) -> float:
+    """Shafahi et al.'s step: ε for every replay."""
+    return epsilon
+
+
+class Free(Method):
     def __init__(self, alpha: float | None = None, init: str = "uniform", carry_delta: bool = False) -> None:
         self.alpha, self.init, self.carry_delta = alpha, init, carry_delta
         self.delta: torch.Tensor | None = None  # carried perturbation (carry_delta only)
@@ -29,12 +51,12 @@ class Free:
             carried = self.delta[: len(x)].to(x.device)  # a checkpoint may come back on the CPU
             if len(carried) == len(x):
                 return torch.clamp(carried, -x, 1 - x)
-        return random_init(x, epsilon) if self.init == "uniform" else torch.zeros_like(x)
+        return start_delta(x, epsilon, self.init)
 
     def train_batch(self, batch: Batch, plan: Plan, ctx: StepContext) -> BatchStats:
         x, y = batch.x, batch.y
         replays = plan.k + 1
-        alpha = plan.alpha or self.alpha or default_alpha(self.name, plan.k, ctx.epsilon)
+        alpha = plan.alpha or self.alpha or free_alpha(plan.k, ctx.epsilon)
         delta = self._initial_delta(x, ctx.epsilon) if plan.k > 0 else torch.zeros_like(x)
         train_mode(ctx.model)
         for _ in range(replays):
@@ -50,6 +72,8 @@ class Free:
         assert grad is not None
         if self.carry_delta:
             self.delta = delta.detach()
+        # The last replay's gradient is both the last attack step's and the training loss's
+        # at the final δ: M+'s l_X reads the same tensor either way (DEAT's mdeat_cifar10.py).
         return BatchStats(
             loss=loss.detach().float(), correct=(logits.detach().argmax(1) == y).sum(),
             count=len(y), grad_l1=grad.abs().sum(),
@@ -57,11 +81,20 @@ class Free:
             forwards=replays, backprops=replays,
         )
 
-    def start_epoch(self, epoch: int) -> None:
-        return None
-
     def state_dict(self) -> dict[str, Any]:
         return {"delta": self.delta}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.delta = state.get("delta")
+
+
+def _build(setup: MethodSetup) -> Free:
+    return Free(setup.alpha, setup.init, setup.options.carry_delta)
+
+
+FREE_SPEC = MethodSpec(
+    build=_build, label="Free", default_k=3, default_alpha=free_alpha, options=FreeConfig,
+    joint_gradient=True, losses=("ce",),
+    describe=lambda options, epsilon: "carried δ" if options.carry_delta else "",
+    source="Shafahi et al., NeurIPS 2019; DEAT Algorithm 2, TrustAI/DEAT standard training/mdeat_cifar10.py",
+)

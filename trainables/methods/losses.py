@@ -1,10 +1,17 @@
 """Outer losses (contract names ``ce``, ``trades``, ``mart``) and what their attacks maximize.
 
 - ``ce``: cross-entropy on x + δ (Madry et al.).
-- ``trades`` (Zhang et al., 2019): CE(f(x), y) + β·KL(f(x) ‖ f(x + δ)); the attack maximizes
-  the KL to the clean prediction.
-- ``mart`` (Wang et al., 2020): BCE(f(x + δ), y) + β·KL(f(x) ‖ f(x + δ))·(1 − f_y(x)); the
-  attack maximizes CE.
+- ``trades`` (Zhang et al., 2019, eq. 5; ``yaodongyu/TRADES`` ``trades.py``):
+  CE(f(x), y) + β·KL(f(x) ‖ f(x + δ)), the KL summed over classes and averaged over the batch
+  (``KLDivLoss(size_average=False) / batch_size``); the attack maximizes the same KL to the
+  clean prediction. β = 6.
+- ``mart`` (Wang et al., 2020, eq. 9; ``YisenWang/MART`` ``mart.py``):
+  BCE(f(x + δ), y) + β·mean_i[KL(f(x_i) ‖ f(x_i + δ_i))·(1 − f_y(x_i))], where
+  BCE = CE(f(x + δ), y) − log(1.0001 − f_{y'}(x + δ) + 1e-12) with y' the runner-up class;
+  the attack maximizes CE. β = 5 (the authors' ResNet-18 value; 6 for WideResNet).
+
+Both released codes attack with batch norm in eval mode and start from x + 0.001·N(0, 1):
+their registry entries say so, and ``attack_bn: auto`` / ``init: auto`` follow them.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.registry import Registry
+from trainables.registry import ConfigError, Registry
 
 
 @dataclass(frozen=True)
@@ -83,11 +90,49 @@ class MartLoss(OuterLoss):
         return bce + self.beta * robust, logits_adv, 2
 
 
-LOSSES: Registry[type[OuterLoss]] = Registry(
-    "loss", {"ce": OuterLoss, "trades": TradesLoss, "mart": MartLoss}
-)
+@dataclass(frozen=True)
+class BetaConfig:
+    """Weight β of the robust term (TRADES / MART); the default is set per loss."""
+
+    beta: float
+
+    def __post_init__(self) -> None:
+        if self.beta < 0:
+            raise ConfigError("beta", self.beta, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class TradesConfig(BetaConfig):
+    beta: float = 6.0
+
+
+@dataclass(frozen=True)
+class MartConfig(BetaConfig):
+    beta: float = 5.0
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registry entry: the loss class, its options section (named like the loss), its label
+    and the attack settings its authors' code uses (``attack_bn``, ``init``; None: no view)."""
+
+    cls: type[OuterLoss]
+    label: str
+    options: type | None = None
+    attack_bn: str | None = None
+    init: str | None = None
+    source: str = ""
+
+
+LOSSES: Registry[LossSpec] = Registry("loss", {
+    "ce": LossSpec(OuterLoss, "CE"),
+    "trades": LossSpec(TradesLoss, "TRADES", TradesConfig, attack_bn="eval", init="normal",
+                       source="Zhang et al., ICML 2019; yaodongyu/TRADES trades.py"),
+    "mart": LossSpec(MartLoss, "MART", MartConfig, attack_bn="eval", init="normal",
+                     source="Wang et al., ICLR 2020; YisenWang/MART mart.py"),
+})
 
 
 def build_loss(name: str, beta: float | None = None) -> OuterLoss:
-    cls = LOSSES.get(name)
+    cls = LOSSES.get(name).cls
     return cls() if beta is None or name == "ce" else cls(beta=beta)

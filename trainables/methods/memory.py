@@ -3,8 +3,9 @@
 ATTA (Zheng et al., 2020) initializes each example's attack from the perturbation it had in
 the previous epoch. The memory is stored in the un-augmented frame: the stored δ is moved
 through the same crop/flip as the image before the attack (``Augment.apply``) and moved
-back afterwards (``Augment.store``). ``store_size`` keeps δ downsampled (ATAS Algorithm 2,
-32×32 for ImageNet-sized inputs).
+back afterwards (``Augment.store``), as both authors' codes do with their padded 40×40
+stores. ``store_size`` keeps δ downsampled (ATAS Algorithm 2, 32×32 for ImageNet-sized
+inputs). A fresh or reset memory holds U(−ε, ε) (ATAS) or 0.001·N(0, 1) (ATTA).
 """
 
 from __future__ import annotations
@@ -15,7 +16,25 @@ import torch
 import torch.nn.functional as F
 
 from trainables.attacks import project
+from trainables.attacks.pgd import NORMAL_START_STD
 from trainables.data import Augment, Batch
+
+
+def resolve_period(every: int | None, epochs: int, paper_every: int, paper_epochs: int, least: int = 1) -> int:
+    """A memory-reset (or warm-up) period in epochs: ``every`` when set (0: never), else the
+    authors' period scaled to this run's length, ``round(epochs · paper_every / paper_epochs)``
+    (at least ``least``)."""
+    if every is not None:
+        return every
+    return max(least, round(epochs * paper_every / paper_epochs))
+
+
+def reset_due(epoch: int, every: int, epochs: int) -> bool:
+    """Reset before epoch ``epoch`` (from 0): every ``every`` epochs of use, never before the
+    last of ``epochs`` (ATAS's ``epoch != args.epochs``; 0: length unknown) and never when
+    ``every`` is 0."""
+    last = epochs > 0 and epoch >= epochs - 1
+    return bool(every) and epoch > 0 and not last and epoch % every == 0
 
 
 class PerturbationMemory:
@@ -27,15 +46,19 @@ class PerturbationMemory:
         device: torch.device,
         augment: Augment | None,
         store_size: int = 0,
+        init: str = "uniform",
     ) -> None:
-        self.epsilon, self.augment, self.shape = epsilon, augment, shape
+        self.epsilon, self.augment, self.shape, self.init = epsilon, augment, shape, init
         stored = shape if not store_size else (shape[0], store_size, store_size)
         self.delta = torch.empty((size, *stored), device=device)
         self.reset()
 
     def reset(self) -> None:
-        """δ ← U(−ε, ε) for every example (projection onto the image happens at read time)."""
-        self.delta.uniform_(-self.epsilon, self.epsilon)
+        """δ ← U(−ε, ε) or 0.001·N(0, 1) for every example (the image box is applied at read)."""
+        if self.init == "normal":
+            self.delta.normal_(0.0, NORMAL_START_STD)
+        else:
+            self.delta.uniform_(-self.epsilon, self.epsilon)
 
     def _full(self, stored: torch.Tensor) -> torch.Tensor:
         if stored.shape[-2:] == self.shape[-2:]:

@@ -1,35 +1,44 @@
 """K-schedules and controllers (contract names): ``constant``, ``amata``, ``deat_every``,
-``deat_acc``, ``mplus``. Adding one = one file + one line in ``SCHEDULES``."""
+``deat_acc``, ``mplus``, ``piecewise``.
+
+``SCHEDULES`` is the one source of truth: each entry (:class:`ScheduleSpec`) carries the
+builder, its options section, its report label and the attack start its paper prescribes.
+Adding a schedule = one file with its class and spec + one line here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from trainables.config import TrainConfig
 from trainables.registry import Registry
-from trainables.schedules.amata import Amata, amata_k, shape_value
-from trainables.schedules.base import EpochStats, Schedule
-from trainables.schedules.constant import Constant
-from trainables.schedules.deat import DeatAcc, DeatEvery
-from trainables.schedules.mplus import MPlus
+from trainables.schedules.amata import AMATA_SPEC, Amata, AmataConfig, amata_k, shape_value
+from trainables.schedules.base import EpochStats, Schedule, ScheduleSetup, ScheduleSpec
+from trainables.schedules.constant import CONSTANT_SPEC, Constant
+from trainables.schedules.deat import (
+    DEAT_ACC_SPEC,
+    DEAT_EVERY_SPEC,
+    DeatAcc,
+    DeatAccConfig,
+    DeatEvery,
+    DeatEveryConfig,
+)
+from trainables.schedules.mplus import MPLUS_SPEC, MPlus, MPlusConfig
+from trainables.schedules.piecewise import PIECEWISE_SPEC, Piecewise, PiecewiseConfig
 
-SCHEDULES: Registry[Callable[[TrainConfig], Schedule]] = Registry("schedule", {
-    "constant": lambda cfg: Constant(cfg.constant_k),
-    "amata": lambda cfg: Amata(
-        cfg.epochs, cfg.amata.k_min, cfg.amata.k_max,
-        cfg.amata.tau if cfg.amata.tau is not None else 2.5 * cfg.epsilon,
-        cfg.amata.shape, cfg.amata.eta, cfg.amata.switch),
-    "deat_every": lambda cfg: DeatEvery(cfg.deat_every.every),
-    "deat_acc": lambda cfg: DeatAcc(cfg.deat_acc.threshold),
-    "mplus": lambda cfg: MPlus(cfg.mplus.gamma, cfg.mplus.k_max),
+SCHEDULES: Registry[ScheduleSpec] = Registry("schedule", {
+    "constant": CONSTANT_SPEC,
+    "amata": AMATA_SPEC,
+    "deat_every": DEAT_EVERY_SPEC,
+    "deat_acc": DEAT_ACC_SPEC,
+    "mplus": MPLUS_SPEC,
+    "piecewise": PIECEWISE_SPEC,
 })
 
 
-def build_schedule(cfg: TrainConfig) -> Schedule:
-    return SCHEDULES.get(cfg.schedule)(cfg)
+def build_schedule(name: str, setup: ScheduleSetup) -> Schedule:
+    return SCHEDULES.get(name).build(setup)
 
 
 __all__ = [
-    "SCHEDULES", "Amata", "Constant", "DeatAcc", "DeatEvery", "EpochStats", "MPlus", "Schedule",
-    "amata_k", "build_schedule", "shape_value",
+    "SCHEDULES", "Amata", "AmataConfig", "Constant", "DeatAcc", "DeatAccConfig", "DeatEvery", "DeatEveryConfig",
+    "EpochStats", "MPlus", "MPlusConfig", "Piecewise", "PiecewiseConfig", "Schedule", "ScheduleSetup",
+    "ScheduleSpec", "amata_k", "build_schedule", "shape_value",
 ]

@@ -2,13 +2,17 @@
 
 A *schedule* decides the epoch's :class:`~trainables.methods.Plan` (K and, for Amata, α)
 before each epoch; a *controller* also reads what the last epoch measured
-(:meth:`observe`). Epochs are indexed t = 0 … T−1. Schedules are independent of the method
-they drive, so "Amata+Free", "M+PGD" and "M+ATAS" are just combinations. State that lives
-across epochs (M+'s threshold, DEAT's K) round-trips through ``state_dict``.
+(:meth:`Schedule.observe`). Epochs are indexed t = 0 … T−1. Schedules are independent of the
+method they drive, so "Amata+Free", "M+PGD" and "M+ATAS" are just combinations. State that
+lives across epochs (M+'s threshold, DEAT's K) round-trips through ``state_dict``.
+
+``SCHEDULES`` entries are :class:`ScheduleSpec` objects: the builder, the options section
+(named like the schedule), a report label and, where the paper fixes it, the attack start.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +24,17 @@ class EpochStats:
     """What a controller may read after an epoch."""
 
     train_acc: float
-    grad_magnitude: float  # l_X: Σ over batches of ‖∇x ℓ(x + δ)‖₁ at the last attack step
+    grad_magnitude: float  # l_X: Σ over batches of ‖∇x ℓ(x + δ)‖₁ (see Schedule.grad_source)
 
 
 class Schedule:
-    """Base class: a stateless schedule whose plan depends only on t."""
+    """Base class: a stateless schedule whose plan depends only on t.
+
+    ``grad_source``: how a controller wants l_X measured, ``"final"`` (the training loss at
+    the final δ) or ``"last_step"`` (the last attack step); None when it reads no gradient.
+    """
+
+    grad_source: str | None = None
 
     def plan(self, epoch: int) -> Plan:
         raise NotImplementedError
@@ -42,3 +52,33 @@ class Schedule:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class ScheduleSetup:
+    """What building (or describing) a schedule needs, resolved from the run's config.
+
+    ``k``: the constant K (config ``k``, else the method's default); ``alpha``: the configured
+    step size or None; ``joint_gradient``: the method takes weight and input gradients from
+    one backward (Free); ``loss``: the outer loss; ``options``: the schedule's own section.
+    """
+
+    epochs: int
+    epsilon: float
+    k: int
+    alpha: float | None
+    joint_gradient: bool
+    loss: str
+    options: Any
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A registry entry: builder, options section, report label (``describe``) and the
+    attack start its paper prescribes (``init``; None: the method's)."""
+
+    build: Callable[[ScheduleSetup], Schedule]
+    describe: Callable[[ScheduleSetup], str]
+    options: type | None = None
+    init: str | None = None
+    source: str = ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trainables.methods import Plan
-from trainables.schedules.base import Schedule
+from trainables.schedules.base import Schedule, ScheduleSpec
 
 
 class Constant(Schedule):
@@ -12,3 +12,6 @@ class Constant(Schedule):
 
     def plan(self, epoch: int) -> Plan:
         return Plan(self.k)
+
+
+CONSTANT_SPEC = ScheduleSpec(build=lambda s: Constant(s.k), describe=lambda s: f"K={s.k}")

@@ -8,10 +8,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from trainables.methods import Plan
-from trainables.schedules.base import EpochStats, Schedule
+from trainables.registry import ConfigError
+from trainables.schedules.base import EpochStats, Schedule, ScheduleSpec
+
+
+@dataclass(frozen=True)
+class DeatEveryConfig:
+    """DEAT-d: K grows by one every ``every`` epochs."""
+
+    every: int = 3
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ConfigError("deat_every.every", self.every, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class DeatAccConfig:
+    """DEAT-acc: K grows by one after an epoch whose training accuracy exceeds ``threshold``."""
+
+    threshold: float = 0.40
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold <= 1:
+            raise ConfigError("deat_acc.threshold", self.threshold, "must be in [0, 1]")
 
 
 class DeatEvery(Schedule):
@@ -42,3 +66,11 @@ class DeatAcc(Schedule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.k = int(state["k"])
+
+
+DEAT_EVERY_SPEC = ScheduleSpec(
+    build=lambda s: DeatEvery(s.options.every), describe=lambda s: f"DEAT-{s.options.every}",
+    options=DeatEveryConfig, source="Wang et al., DEAT §3.1 (DEAT-d)")
+DEAT_ACC_SPEC = ScheduleSpec(
+    build=lambda s: DeatAcc(s.options.threshold), describe=lambda s: f"DEAT-acc {s.options.threshold:.2f}",
+    options=DeatAccConfig, source="Wang et al., DEAT §3.1 (DEAT-acc)")

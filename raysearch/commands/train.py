@@ -55,26 +55,45 @@ def train(
     overrides: Iterable[str] = (),
     out_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    *,
+    model: Any = None,
+    dataset: Any = None,
 ) -> TrainResult:
     """Run one training of ``experiment`` (a YAML file or built-in name) with ``--set`` overrides.
 
+    ``model``, ``dataset``: the user's own, as callables (``(num_classes, input_shape) ->
+    nn.Module``, ``(root) -> dict``) or ``"pkg.module:callable"`` paths.
     Raises :class:`~trainables.registry.ConfigError` on bad input before anything starts.
-    """
-    from raysearch import __version__
-    from raysearch.experiment import load_experiment
 
-    exp = load_experiment(Path(experiment), list(overrides))
+    Example::
+
+        >>> from raysearch.commands.train import train
+        >>> result = train("demo", ["epochs=1", "schedule=amata"], progress=False)  # doctest: +SKIP
+        >>> result.summary["backprops"], result.out_dir  # doctest: +SKIP
+    """
+    from raysearch._version import __version__
+    from raysearch.rundir.experiment import load_experiment
+    from trainables.trainable import plugin_reference, register_plugins
+
+    extra = list(overrides)
+    for kind, value in (("model", model), ("dataset", dataset)):
+        if value is not None:
+            if callable(value):
+                value, plugins = plugin_reference(kind, value)
+                register_plugins(plugins)
+            extra.append(f"{kind}={value}")
+    exp = load_experiment(Path(experiment), extra)
     config = exp.train_config
 
     from torch.utils.tensorboard import SummaryWriter
 
-    from raysearch.tensorboard import SCALARS
-    from trainables.engine import Run
-    from trainables.trainable import save_run
+    from raysearch.tuning.tensorboard import SCALARS
+    from trainables.checkpoint import save_run
+    from trainables.engine import start_run
 
     # Loads the data and builds the model: a missing dataset or an unknown model is a
     # ConfigError here, before any file is written or any training starts.
-    run = Run(config)
+    run = start_run(config)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = _writable_dir(Path(out_dir) if out_dir else Path("runs") / f"train-{exp.name}-{stamp}")
     (out / "config.yaml").write_text(yaml.safe_dump(

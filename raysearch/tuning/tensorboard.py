@@ -107,12 +107,12 @@ def _written(folder: Path) -> tuple[int, bool]:
     return last_step, has_session
 
 
-def trial_status(trial: Any, failed: bool = False) -> str:
-    """A trial's raysearch status: the trainable's own, "pruned" when stopped early, or "failed"."""
-    from raysearch.results import trial_status as status_of
+def trial_status(trial: Any, failed: bool = False, interrupted: bool = False) -> str:
+    """A trial's raysearch status when it ends (the one rule, :func:`live_status`)."""
+    from raysearch.tuning.progress import live_status
 
     errored = failed or getattr(trial, "status", None) == "ERROR"
-    return status_of([trial.last_result] if trial.last_result else [], "ERROR" if errored else None, errored)
+    return live_status(trial, errored, interrupted).value
 
 
 class TensorBoardCallback(Callback):
@@ -180,8 +180,11 @@ class TensorBoardCallback(Callback):
     def _end(self, trial: Any, failed: bool) -> None:
         writer = self._writer(trial)
         if not self._has_session.get(trial.trial_id):
-            hparams = {k: v for k, v in (trial.evaluated_params or trial.config or {}).items()
-                       if not str(k).startswith("search.") or k == "search.space"}
+            from trainables.trainable import split_trial_config
+
+            train, controls = split_trial_config(trial.config or {})
+            hparams = {k: v for k, v in train.items() if k != "data_root"}
+            hparams["search_space"] = controls.get("family", "")
             status = trial_status(trial, failed)
             hparams["trial_status"] = status
             for summary in _session_summaries(hparams, END_STATUS.get(status, "STATUS_UNKNOWN")):

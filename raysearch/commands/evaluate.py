@@ -7,15 +7,18 @@ a ``best.pt`` / ``state.pt`` file (``state.pt``: its final weights) or a folder 
 The training config comes from the state's ``config`` key, the trial's ``params.json`` or
 ``raysearch train``'s ``config.yaml``.
 
-Every model is attacked on the test split (never the validation split the search selected
+Evaluation runs in fp32, like the in-loop evaluation during training, so the search selects
+on the metric reported here. Every model is attacked on the test split (never the validation split the search selected
 on) with the attacks asked for, all in fp32 with the model in eval mode:
 
 - ``pgd50x10``: PGD-50 with 10 random restarts, α = ε/4 (Madry et al.; the in-loop PGD-10 uses
   the same step size); the general form is ``pgdSTEPS[xRESTARTS]``;
 - ``cw20``: PGD-20 on the Carlini-Wagner margin loss, α = ε/4, 1 restart (``cwSTEPS[xRESTARTS]``);
-- ``autoattack``: AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square; Croce & Hein, 2020)
-  through torchattacks, when installed (``pip install 'raysearch[autoattack]'``); else skipped
-  with that message.
+- ``autoattack``: AutoAttack standard (APGD-CE and APGD-T with 100 iterations, FAB-T, Square
+  with 5000 queries; Croce & Hein, 2020) through the authors' own package ``pyautoattack``,
+  when installed (``pip install 'raysearch[autoattack]'``); else skipped with that message.
+  The warnings of its own checks (randomized defense, probabilities instead of logits, zero
+  gradients, Square stronger than the gradient attacks) are listed next to ours.
 
 Clean, FGSM and PGD-10 accuracy and PGD-10 at ε/2 and 2ε are always measured for the
 gradient-masking checks (:func:`sanity_checks`, pure functions in the style of auto-attack's
@@ -30,7 +33,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import sys
 import time
 import warnings
@@ -41,7 +43,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from raysearch.results import BEST_FILE, STATE_FILE, write_csv
+from raysearch.rundir.records import BEST_FILE, STATE_FILE
+from raysearch.rundir.results import write_csv
+from trainables.evaluation import (
+    STEP_FRACTION,
+    Attack,
+    attack_accuracy,
+    attack_pattern,
+    parse_attacks,
+)
 from trainables.registry import ConfigError
 
 if TYPE_CHECKING:  # torch loads when an evaluation runs, not when raysearch is imported
@@ -52,92 +62,51 @@ LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 DEFAULT_ATTACKS = ("pgd50x10", "cw20", "autoattack")
 EVALUATION_CSV, EVALUATION_MD = "evaluation.csv", "evaluation.md"
-AUTOATTACK_MISSING = ("AutoAttack skipped: torchattacks is not installed "
+AUTOATTACK_MISSING = ("AutoAttack skipped: pyautoattack (Croce & Hein's own package) is not installed "
                       "(install raysearch[autoattack], i.e. pip install 'raysearch[autoattack]')")
-STEP_FRACTION = 0.25  # α = ε/4 for every PGD and CW attack here, as in the in-loop PGD-10
-_ATTACK = re.compile(r"^(pgd|cw)(\d+)(?:x(\d+))?$")
 
 
 # ---------------------------------------------------------------------------- attacks
 
 
-@dataclass(frozen=True)
-class Attack:
-    """One evaluation attack: ``kind`` pgd (cross-entropy), cw (CW margin) or autoattack."""
-
-    name: str
-    kind: str
-    steps: int = 0
-    restarts: int = 1
-
-    def describe(self, epsilon: float) -> str:
-        if self.kind == "autoattack":
-            return "AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square) via torchattacks"
-        loss = "cross-entropy" if self.kind == "pgd" else "CW margin loss"
-        return (f"{self.kind.upper()}-{self.steps}, {self.restarts} restart{'s' if self.restarts > 1 else ''}, "
-                f"α = ε/4 = {STEP_FRACTION * epsilon:.4g}, random start, {loss}")
-
-
-def parse_attacks(names: str | Iterable[str]) -> list[Attack]:
-    """``"pgd50x10,cw20,autoattack"`` (or a list) -> attacks; ConfigError names a bad one."""
-    if isinstance(names, str):
-        names = names.split(",")
-    attacks = []
-    for raw in names:
-        name = raw.strip().lower()
-        if not name:
-            continue
-        if name == "autoattack":
-            attacks.append(Attack(name, "autoattack"))
-            continue
-        match = _ATTACK.match(name)
-        if not match or int(match.group(2)) < 1 or (match.group(3) is not None and int(match.group(3)) < 1):
-            raise ConfigError("attacks", raw, "choose from pgdSTEPS[xRESTARTS] (e.g. pgd50x10), "
-                              "cwSTEPS[xRESTARTS] (e.g. cw20) and autoattack, comma-separated")
-        attacks.append(Attack(name, match.group(1), int(match.group(2)), int(match.group(3) or 1)))
-    if not attacks:
-        raise ConfigError("attacks", ",".join(names), "name at least one attack")
-    return attacks
-
-
-def attack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, steps: int,
-                    restarts: int, loss_fn: LossFn | None = None, batch_size: int = 500) -> float:
-    """Accuracy under :func:`trainables.attacks.pgd_attack` (α = ε/4) with ``loss_fn``
-    (default cross-entropy)."""
-    import torch.nn.functional as F
-
-    from trainables.evaluation import evaluate_accuracy
-
-    return evaluate_accuracy(model, x, y, epsilon, steps, STEP_FRACTION * epsilon, restarts, fgsm=False,
-                             batch_size=batch_size, loss_fn=loss_fn or F.cross_entropy).robust_acc
-
-
 def autoattack_available() -> bool:
-    return importlib.util.find_spec("torchattacks") is not None
+    return importlib.util.find_spec("pyautoattack") is not None
 
 
 def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, num_classes: int,
-                        seed: int = 0, batch_size: int = 500) -> float:
-    """Accuracy under AutoAttack standard (ℓ∞) from torchattacks."""
-    import torch
+                        seed: int = 0, batch_size: int = 500) -> tuple[float, list[str]]:
+    """Accuracy under AutoAttack standard (ℓ∞; APGD-CE and APGD-T with 100 iterations, FAB-T,
+    Square with 5000 queries) through Croce & Hein's own package ``pyautoattack``, and the
+    warnings its own checks raised (``checks.py``: randomized or dynamic defenses,
+    probabilities instead of logits, too few classes, zero gradients, Square stronger than
+    the gradient attacks)."""
+    import logging
 
-    from trainables._torchvision import import_torchvision
+    from pyautoattack import AutoAttack
 
-    import_torchvision()  # torchattacks imports torchvision, whose ops may not load beside CPU torch
-    import torchattacks
+    class _Flags(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
 
-    model.eval()
-    # torchattacks targets n_classes - 1 classes in APGD-T and FAB-T; the reference AutoAttack
-    # standard targets the 9 highest-scoring ones whatever the number of classes (CIFAR-100 too).
-    attack = torchattacks.AutoAttack(model, norm="Linf", eps=epsilon, version="standard",
-                                     n_classes=min(num_classes, 10), seed=seed)
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        adv = attack(xb, yb)
-        with torch.no_grad():
-            correct += int((model(adv).argmax(1) == yb).sum())
-    return correct / len(x)
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    log = logging.getLogger("auto-attack")
+    flags = _Flags()
+    log.addHandler(flags)
+    previous = log.propagate
+    log.propagate = False  # its progress lines are ours to print or not
+    try:
+        model.eval()
+        device = str(x.device)
+        attack = AutoAttack(model, norm="Linf", eps=epsilon, version="standard", device=device, seed=seed)
+        _, y_adv = attack.run_standard_evaluation(x, y, batch_size=batch_size)
+    finally:
+        log.removeHandler(flags)
+        log.propagate = previous
+    robust = (y_adv.to(y.device) == y).float().mean().item()
+    return robust, [f"AutoAttack's own check: {m}" for m in dict.fromkeys(flags.messages)]
 
 
 # ---------------------------------------------------------------------------- sanity checks
@@ -178,7 +147,7 @@ def check_epsilon(accuracy_by_epsilon: Mapping[float, float], tolerance: float =
 
 def sanity_checks(row: Mapping[str, Any], epsilon: float) -> list[str]:
     """All checks that ``row`` (one model's accuracies by attack name) allows."""
-    from raysearch.results import finite
+    from raysearch.rundir.records import finite
 
     def get(key: str) -> float:
         return finite(row.get(key))
@@ -188,7 +157,7 @@ def sanity_checks(row: Mapping[str, Any], epsilon: float) -> list[str]:
     if not any(math.isnan(v) for v in (clean, fgsm, pgd10)):
         found += check_order(clean, fgsm, pgd10)
     for name in row:
-        match = _ATTACK.match(str(name))
+        match = attack_pattern().match(str(name))
         if match and match.group(1) == "pgd" and name != "pgd10" and not math.isnan(get(name)):
             if int(match.group(2)) >= 10 and not math.isnan(pgd10):
                 found += check_more_steps(pgd10, get(name), "PGD-10", name.upper())
@@ -220,23 +189,35 @@ def _config_near(folder: Path) -> dict[str, Any] | None:
     state with ATTA/ATAS memories can be large, so it is memory-mapped)."""
     for candidate in (folder / "params.json", folder.parent / "params.json"):
         if candidate.exists():
-            return dict(json.loads(candidate.read_text()))
+            try:
+                return dict(json.loads(candidate.read_text()))
+            except (ValueError, UnicodeDecodeError):
+                raise ConfigError("target", str(candidate), "is not a readable params.json") from None
     config_yaml = folder / "config.yaml"
     if config_yaml.exists():
-        data = yaml.safe_load(config_yaml.read_text()) or {}
+        try:
+            data = yaml.safe_load(config_yaml.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raise ConfigError("target", str(config_yaml), "is not readable YAML") from None
         return {k: v for k, v in data.items() if k not in ("name", "raysearch_version")}
     state = folder / STATE_FILE
     if state.exists():
+        import pickle
+
         import torch
 
-        return dict(torch.load(state, map_location="cpu", weights_only=True, mmap=True)["config"])
+        try:
+            return dict(torch.load(state, map_location="cpu", weights_only=True, mmap=True)["config"])
+        except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError, KeyError, TypeError) as err:
+            first = (str(err).splitlines() or [type(err).__name__])[0][:160]
+            raise ConfigError("checkpoint", str(state), f"is not a readable raysearch run state ({first})") from None
     return None
 
 
 def _weights_in(path: Path) -> tuple[Path, Path, str | None]:
     """(folder, weights file, key of the weights in it) of a checkpoint file or folder, or of
     a trial folder's newest checkpoint."""
-    from raysearch.results import latest_checkpoint
+    from raysearch.rundir.records import latest_checkpoint
 
     if path.is_file():
         return path.parent, path, "model" if path.name == STATE_FILE else None
@@ -250,15 +231,15 @@ def _weights_in(path: Path) -> tuple[Path, Path, str | None]:
 
 
 def _checkpoint_model(path: Path) -> Model:
-    from raysearch.results import describe
-    from search_spaces import strip_search_keys
+    from trainables.labels import describe
+    from trainables.trainable import split_trial_config
 
     folder, weights, state_key = _weights_in(path)
     config = _config_near(folder)
     if config is None:
         raise ConfigError("target", str(path), "has no training config beside it (state.pt, params.json or "
                                                "config.yaml)")
-    config = strip_search_keys(config)
+    config, _ = split_trial_config(config)
     trial = next((p for p in (folder, *folder.parents) if p.name.startswith("trial_")), None)
     label = trial.name.removeprefix("trial_") if trial else folder.name
     return Model(label, weights, config, describe(config), state_key=state_key)
@@ -270,7 +251,8 @@ def _is_run_dir(path: Path) -> bool:
 
 def resolve_target(target: str | os.PathLike[str], top: int = 3) -> tuple[list[Model], Path]:
     """The models of ``target`` and the folder the evaluation files go to."""
-    from raysearch.results import describe, load_run, metric, ranked
+    from raysearch.rundir.results import load_run, metric, ranked
+    from trainables.labels import describe
 
     path = Path(target).expanduser()
     if not path.exists():
@@ -281,10 +263,10 @@ def resolve_target(target: str | os.PathLike[str], top: int = 3) -> tuple[list[M
         for trial in ranked(run.trials):
             if len(models) == top:
                 break
-            if trial["checkpoint"] is None:
+            if trial.checkpoint is None:
                 continue
-            _, weights, state_key = _weights_in(trial["checkpoint"])
-            models.append(Model(trial["trial_id"], weights, trial["config"], describe(trial["config"]),
+            _, weights, state_key = _weights_in(trial.checkpoint)
+            models.append(Model(trial.trial_id, weights, trial.config, describe(trial.config),
                                 metric(trial, "best_robust_acc"), state_key))
         if not models:
             raise ConfigError("target", str(target), "has no trial with a checkpoint to evaluate")
@@ -293,9 +275,17 @@ def resolve_target(target: str | os.PathLike[str], top: int = 3) -> tuple[list[M
 
 
 def _load_weights(model: Model) -> dict[str, torch.Tensor]:
+    import pickle
+
     import torch
 
-    state = torch.load(model.weights, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        state = torch.load(model.weights, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0][:160]
+        raise ConfigError("checkpoint", str(model.weights), f"is not a readable torch checkpoint ({first})") from None
+    if not isinstance(state, dict):
+        raise ConfigError("checkpoint", str(model.weights), "does not hold a state dict")
     if model.state_key is None:
         return state
     weights = state.get(model.state_key)
@@ -320,22 +310,22 @@ class EvaluationResult:
 
 def _evaluate_model(model: Model, attacks: Sequence[Attack], device: torch.device, examples: int | None,
                     seed: int, log: Callable[[str], None],
-                    datasets: dict[tuple[Any, ...], Any]) -> tuple[dict[str, Any], list[str]]:
+                    datasets: dict[tuple[Any, ...], Any]) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(the model's row, attacks skipped with why, AutoAttack's own check warnings)."""
     import torch
-    import torch.nn.functional as F
 
-    from trainables.attacks import cw_margin_loss
     from trainables.config import parse_config
-    from trainables.data import load_dataset
+    from trainables.data import load_dataset, materialize
     from trainables.evaluation import evaluate_accuracy
     from trainables.models import build_model
 
     cfg = parse_config(model.config)
-    key = (cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size)
+    key = (cfg.dataset, cfg.data_root, cfg.download, cfg.synthetic_size, cfg.image_size)
     if key not in datasets:  # the top trials of a run share their data: load it once
         datasets[key] = load_dataset(*key)
     data = datasets[key]
-    x, y = data.test.x[:examples].to(device), data.test.y[:examples].to(device)  # [:None]: all
+    test = materialize(data.test, examples)  # None: all
+    x, y = test.images().to(device), test.y.to(device)
     net = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std)
     net.load_state_dict(_load_weights(model))
     net.to(device).eval().requires_grad_(False)
@@ -348,7 +338,8 @@ def _evaluate_model(model: Model, attacks: Sequence[Attack], device: torch.devic
     row.update(clean=base.clean_acc, fgsm=base.fgsm_acc, pgd10=base.robust_acc)
     for name, radius in (("pgd10@0.5eps", eps / 2), ("pgd10@2eps", min(2 * eps, 1.0))):
         row[name] = evaluate_accuracy(net, x, y, radius, 10, STEP_FRACTION * radius, fgsm=False).robust_acc
-    skipped = []
+    skipped: list[str] = []
+    notes: list[str] = []
     for attack in attacks:
         t0 = time.perf_counter()
         if attack.kind == "autoattack":
@@ -356,14 +347,14 @@ def _evaluate_model(model: Model, attacks: Sequence[Attack], device: torch.devic
                 skipped.append(AUTOATTACK_MISSING)
                 row[attack.name] = math.nan
                 continue
-            row[attack.name] = autoattack_accuracy(net, x, y, eps, data.num_classes, seed)
+            row[attack.name], flags = autoattack_accuracy(net, x, y, eps, data.num_classes, seed)
+            notes += flags
         else:
-            loss_fn = F.cross_entropy if attack.kind == "pgd" else cw_margin_loss
-            row[attack.name] = attack_accuracy(net, x, y, eps, attack.steps, attack.restarts, loss_fn)
+            row[attack.name] = attack_accuracy(net, x, y, eps, attack)
         log(f"[evaluate] {model.label}: {attack.name} {row[attack.name]:.4f} ({time.perf_counter() - t0:.1f} s)")
     row["val_robust_acc"] = model.val_robust_acc
     row["seconds"] = time.perf_counter() - start
-    return row, skipped
+    return row, skipped, notes
 
 
 def evaluate(target: str | os.PathLike[str], top: int = 3, attacks: str | Iterable[str] = DEFAULT_ATTACKS,
@@ -386,7 +377,7 @@ def evaluate(target: str | os.PathLike[str], top: int = 3, attacks: str | Iterab
     """
     import torch
 
-    from trainables.engine import resolve_device
+    from trainables.parts import resolve_device
 
     parsed = parse_attacks(attacks)
     if top < 1:
@@ -408,8 +399,8 @@ def evaluate(target: str | os.PathLike[str], top: int = 3, attacks: str | Iterab
     rows, found, skipped = [], [], []
     datasets: dict[tuple[Any, ...], Any] = {}
     for model in models:
-        row, why = _evaluate_model(model, parsed, dev, examples, seed, log, datasets)
-        problems = sanity_checks(row, row["epsilon"])
+        row, why, notes = _evaluate_model(model, parsed, dev, examples, seed, log, datasets)
+        problems = sanity_checks(row, row["epsilon"]) + notes
         row["warnings"] = len(problems)
         rows.append(row)
         found += [f"{model.label}: {p}" for p in problems]

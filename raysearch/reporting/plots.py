@@ -8,7 +8,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from raysearch.results import RunInfo, best_trial, describe, finite, metric, ranked
+from raysearch.rundir.records import TrialRecord, finite
+from raysearch.rundir.results import RunInfo, best_trial, metric, ranked
+from trainables.labels import describe
+from trainables.status import Status
 
 FIGSIZE, DPI = (8.0, 5.0), 120
 STATUS_STYLE = {  # status -> (color, marker, label)
@@ -26,7 +29,7 @@ def _eval_label(run: RunInfo) -> str:
     from trainables.config import parse_config
 
     try:
-        steps = parse_config(run.trials[0]["config"]).eval.steps
+        steps = parse_config(run.trials[0].config).eval.steps
     except Exception:
         steps = 10
     return f"robust accuracy (PGD-{steps}, validation split)"
@@ -50,12 +53,12 @@ def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
     points = [(t, metric(t, "backprops"), metric(t, "robust_acc")) for t in run.trials]
     points = [(t, x, y) for t, x, y in points if x > 0 and not math.isnan(y)]
     for status, (color, marker, label) in STATUS_STYLE.items():
-        group = [(x, y) for t, x, y in points if t["status"] == status]
+        group = [(x, y) for t, x, y in points if t.status.value == status]
         if group:
             xs, ys = zip(*group, strict=True)
             ax.scatter(xs, ys, c=color, marker=marker, s=36, alpha=0.85, label=f"{label} ({len(group)})", zorder=3)
-    on_front = {t["trial_id"] for t, on in zip(run.trials, flags, strict=True) if on}
-    front = sorted((x, y) for t, x, y in points if t["trial_id"] in on_front)
+    on_front = {t.trial_id for t, on in zip(run.trials, flags, strict=True) if on}
+    front = sorted((x, y) for t, x, y in points if t.trial_id in on_front)
     xs_all = [x for _, x, _ in points] + ([run.reference_backprops] if run.reference_backprops else [])
     if front:
         fx, fy = zip(*front, strict=True)
@@ -85,20 +88,20 @@ def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
         dy = (14 + 10 * (i % 2)) * (1 if ya < 0.75 else -1)
         return dx, dy, "left" if dx > 0 else "right"
 
-    labelled = [t for t, _, _ in points if t["warm_start"]]
+    labelled = [t for t, _, _ in points if t.warm_start]
     for i, trial in enumerate(labelled):
         x, y = metric(trial, "backprops"), metric(trial, "robust_acc")
         ax.scatter([x], [y], marker="*", s=220, facecolors="gold", edgecolors="black", lw=0.8, zorder=5,
                    label="paper default (warm start)" if i == 0 else None)
         dx, dy, ha = offset(x, y, i)
-        ax.annotate(trial["warm_start"] + ("" if trial["status"] == "completed" else f" [{trial['status']}]"),
+        ax.annotate((trial.warm_start or "") + ("" if trial.status == Status.COMPLETED else f" [{trial.status.value}]"),
                     (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, ha=ha,
                     arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.7})
     best = best_trial(run.trials)
     if best is not None and not math.isnan(metric(best, "robust_acc")):
         ax.scatter([metric(best, "backprops")], [metric(best, "robust_acc")], s=340, facecolors="none",
                    edgecolors="crimson", lw=2, zorder=6,
-                   label=f"best (lowest objective): {describe(best['config'])}, trial {best['trial_id']}")
+                   label=f"best (lowest objective): {describe(best.config)}, trial {best.trial_id}")
     if run.reference_backprops:
         ref = run.reference_backprops
         def to_fraction(b: Any) -> Any:
@@ -126,12 +129,12 @@ def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
     plt.close(fig)
 
 
-def _schedule_trials(run: RunInfo, top: int = 3) -> list[tuple[dict[str, Any], int | None]]:
+def _schedule_trials(run: RunInfo, top: int = 3) -> list[tuple[TrialRecord, int | None]]:
     """(trial, rank or None) for the ``top`` completed trials and then the paper defaults."""
-    best = [t for t in ranked(run.trials) if t["status"] == "completed"][:top]
-    chosen: list[tuple[dict[str, Any], int | None]] = [(t, i + 1) for i, t in enumerate(best)]
-    chosen += [(t, None) for t in run.trials if t["warm_start"] and t not in best]
-    return [(t, rank) for t, rank in chosen if t["history"]]
+    best = [t for t in ranked(run.trials) if t.status == Status.COMPLETED][:top]
+    chosen: list[tuple[TrialRecord, int | None]] = [(t, i + 1) for i, t in enumerate(best)]
+    chosen += [(t, None) for t in run.trials if t.warm_start and t not in best]
+    return [(t, rank) for t, rank in chosen if t.history]
 
 
 def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
@@ -143,28 +146,28 @@ def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
 
     chosen = _schedule_trials(run, top)
     eps = run.epsilon
-    alphas = {t["trial_id"]: [finite(r.get("alpha")) / eps for r in t["history"]] for t, _ in chosen}
+    alphas = {t.trial_id: [finite(r.get("alpha")) / eps for r in t.history] for t, _ in chosen}
     varies = any(max(a) - min(a) > 1e-3 for a in alphas.values() if a and not any(map(math.isnan, a)))
     fig, axes = plt.subplots(2 if varies else 1, 1, figsize=FIGSIZE, dpi=DPI, sharex=True, squeeze=False,
                              gridspec_kw={"height_ratios": [3, 2]} if varies else None)
     k_ax = axes[0][0]
     colors = plt.get_cmap("tab10")
     for i, (trial, rank) in enumerate(chosen):
-        epochs = [r.get("epoch", j + 1) for j, r in enumerate(trial["history"])]
-        ks = [finite(r.get("k")) for r in trial["history"]]
-        label = ("" if rank is None else f"#{rank} ") + f"{trial['trial_id']}: {describe(trial['config'])}"
-        if trial["warm_start"]:
-            label += f" — {trial['warm_start']}"
-        if trial["status"] != "completed":
-            label += f" [{trial['status']}]"
+        epochs = [r.get("epoch", j + 1) for j, r in enumerate(trial.history)]
+        ks = [finite(r.get("k")) for r in trial.history]
+        label = ("" if rank is None else f"#{rank} ") + f"{trial.trial_id}: {describe(trial.config)}"
+        if trial.warm_start:
+            label += f" — {trial.warm_start}"
+        if trial.status != Status.COMPLETED:
+            label += f" [{trial.status.value}]"
         # Schedules often coincide (every M+ trial steps 0, 1, 1, 2, ...): distinct markers and
         # thinner lines drawn later keep the earlier ones visible underneath.
         style = {"color": colors(i % 10), "marker": "os^Dv<>P"[i % 8], "ms": 6 - 0.4 * i,
                  "lw": max(0.8, 2.6 - 0.3 * i), "alpha": 0.9,
-                 "ls": "--" if trial["warm_start"] else "-"}
+                 "ls": "--" if trial.warm_start else "-"}
         k_ax.plot(epochs, ks, label=label, **style)
         if varies:
-            axes[1][0].plot(epochs, alphas[trial["trial_id"]], **style)
+            axes[1][0].plot(epochs, alphas[trial.trial_id], **style)
     k_ax.set_ylabel("K (attack backprops / batch)" if not varies else "K per batch")
     k_ax.yaxis.get_major_locator().set_params(integer=True)
     k_ax.grid(True, alpha=0.25)

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from raysearch.search import search_overhead_fraction
+from raysearch.commands.search import search_overhead_fraction
 
 ATTACK_KS = (1, 3, 10)
 OVERHEAD_KS = (0, 10)
@@ -124,9 +124,9 @@ def _log(message: str) -> None:
 
 def _make_run(case: Case, k: int, device: str, **overrides: Any) -> Any:
     from trainables.config import parse_config
-    from trainables.engine import Run
+    from trainables.engine import start_run
 
-    return Run(parse_config(case.config(k, device, **overrides)))
+    return start_run(parse_config(case.config(k, device, **overrides)))
 
 
 def epoch_seconds(run: Any) -> float:
@@ -208,12 +208,13 @@ def measure_search_overhead(samples: int | None = None, overrides: Iterable[str]
     wall time spent inside trials, where the wall time is the whole search, Ray's start included."""
     import ray
 
-    from raysearch.search import search
+    from raysearch.commands.search import search
 
     started = not ray.is_initialized()  # then the search starts Ray, and the wall time counts it
     try:
         with tempfile.TemporaryDirectory(dir=storage) as tmp:
-            result = search("demo", list(overrides), samples=samples, storage=tmp, name="bench", progress=False)
+            result = search("demo", list(overrides), samples=samples, storage=tmp, name="bench", progress=False,
+                            confirm=False)
     finally:
         if started:
             ray.shutdown()
@@ -222,8 +223,8 @@ def measure_search_overhead(samples: int | None = None, overrides: Iterable[str]
     # functions afterwards (actor start-up, scheduling, idle slots at the end) or inside them
     # but outside training and evaluation (building the run, checkpoints, reports).
     # Tune's time_total_s is a trial function's wall time.
-    function_seconds = sum(float(t["metrics"].get("time_total_s", 0) or 0) for t in result.trials)
-    epochs = {int(t["config"].get("epochs", 0) or 0) for t in result.trials}
+    function_seconds = sum(float(t.metrics.get("time_total_s", 0) or 0) for t in result.trials)
+    epochs = {int(t.config.get("epochs", 0) or 0) for t in result.trials}
     return {"fraction": fraction, "target": SEARCH_OVERHEAD_TARGET, "ok": fraction >= SEARCH_OVERHEAD_TARGET,
             "wall_seconds": result.wall_seconds, "trial_seconds_sum": result.trial_seconds_sum,
             "trial_function_seconds_sum": function_seconds,

@@ -27,17 +27,11 @@ from typing import Any
 
 import yaml
 
-from raysearch.plots import plot_pareto, plot_schedules
-from raysearch.results import (
-    RunInfo,
-    best_trial,
-    describe,
-    finite,
-    load_run,
-    metric,
-    ranked,
-    write_csv,
-)
+from raysearch.reporting.plots import plot_pareto, plot_schedules
+from raysearch.rundir.records import TrialRecord, finite
+from raysearch.rundir.results import RunInfo, best_trial, load_run, metric, ranked, write_csv
+from trainables.labels import describe
+from trainables.status import Status
 
 TRIALS_CSV, PARETO_PNG, SCHEDULES_PNG = "trials.csv", "pareto.png", "schedules.png"
 REPORT_MD, BEST_YAML, EVALUATION_MD = "report.md", "best.yaml", "evaluation.md"
@@ -52,7 +46,7 @@ class ReportResult:
 
     run_dir: Path
     files: dict[str, Path]
-    best: dict[str, Any] | None
+    best: TrialRecord | None
     pareto: list[str]
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -66,7 +60,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     """For (robust_acc, backprops) points: True where no other point is at least as good in both
     (higher or equal accuracy, fewer or equal backprops) and better in one. Duplicates do not
     dominate each other, so both stay on the front; a point with a NaN is never on it."""
-    from raysearch.objective import pareto_front as front_indices
+    from raysearch.tuning.objective import pareto_front as front_indices
 
     finite = [i for i, (acc, cost) in enumerate(points) if math.isfinite(acc) and math.isfinite(cost)]
     front = front_indices([{"robust_acc": points[i][0], "backprops": points[i][1]} for i in finite])
@@ -87,9 +81,9 @@ def _ratio(value: float, reference: float | None) -> float:
     return value / reference if reference and not math.isnan(value) else math.nan
 
 
-def _pareto_flags(trials: list[dict[str, Any]]) -> list[bool]:
-    """Pareto membership among completed trials (a stopped trial's point is a partial budget)."""
-    points = [(metric(t, "robust_acc"), metric(t, "backprops")) if t["status"] == "completed"
+def _pareto_flags(trials: list[TrialRecord]) -> list[bool]:
+    """Pareto membership among finished full runs (a stopped trial's point is a partial budget)."""
+    points = [(metric(t, "robust_acc"), metric(t, "backprops")) if t.status == Status.COMPLETED and t.full_fidelity
               else (math.nan, math.nan) for t in trials]
     return pareto_front(points)
 
@@ -98,10 +92,10 @@ def _param_columns(run: RunInfo) -> list[str]:
     """Config keys the search set (not in the experiment) or that differ between trials."""
     keys: set[str] = set()
     for trial in run.trials:
-        keys.update(trial["config"])
+        keys.update(trial.config)
     columns = []
     for key in keys - _NOT_PARAMS:
-        values = {repr(t["config"].get(key)) for t in run.trials}
+        values = {repr(t.config.get(key)) for t in run.trials}
         if key not in run.experiment or len(values) > 1:
             columns.append(key)
     first = {"k": 0, "alpha": 1}
@@ -124,26 +118,28 @@ def trial_rows(run: RunInfo, pareto_flags: list[bool] | None = None) -> list[dic
     ``pareto_flags``: each trial's (in ``run.trials`` order), computed when not given."""
     if pareto_flags is None:
         pareto_flags = _pareto_flags(run.trials)
-    flags = dict(zip((t["trial_id"] for t in run.trials), pareto_flags, strict=True))
+    flags = dict(zip((t.trial_id for t in run.trials), pareto_flags, strict=True))
     order = ranked(run.trials)
     order += [t for t in run.trials if t not in order]
     params = _param_columns(run)
     rows = []
     for trial in order:
-        m, cfg = trial["metrics"], trial["config"]
-        row: dict[str, Any] = {"trial_id": trial["trial_id"], "recipe": describe(cfg)}
+        m, cfg = trial.metrics, trial.config
+        row: dict[str, Any] = {"trial_id": trial.trial_id, "recipe": describe(cfg)}
         row.update(_resolved(cfg, ("method", "loss", "schedule")))
         row.update({key: cfg.get(key, "") for key in params})
         backprops = metric(trial, "backprops")
         row.update({
-            "status": trial["status"], "optuna_state": trial["optuna_state"] or "",
+            "status": trial.status.value, "optuna_state": trial.optuna_state or "",
+            "fidelity_level": f"{int(m.get('level', 0)) + 1}/{m.get('levels', 1)}",
             "epochs": m.get("epoch", ""), "clean_acc": m.get("clean_acc", ""), "robust_acc": m.get("robust_acc", ""),
             "fgsm_acc": m.get("fgsm_acc", ""), "best_robust_acc": m.get("best_robust_acc", ""),
             "backprops": m.get("backprops", ""),
             "backprops_vs_pgd10": "" if math.isnan(_ratio(backprops, run.reference_backprops))
             else round(_ratio(backprops, run.reference_backprops), 4),
             "train_seconds": m.get("train_seconds", ""), "objective": m.get("objective", ""),
-            "warm_start": trial["warm_start"] or "", "on_pareto": flags[trial["trial_id"]],
+            "spent_backprops": trial.spent_backprops, "stage": trial.stage,
+            "warm_start": trial.warm_start or "", "on_pareto": flags[trial.trial_id],
         })
         rows.append(row)
     return rows
@@ -167,19 +163,17 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def best_experiment(run: RunInfo, trial: dict[str, Any]) -> dict[str, Any]:
-    """The trial's training config as an experiment (nested, search keys stripped, named
-    ``<run>-best``) that ``raysearch train`` re-runs with the same seed."""
-    from search_spaces import strip_search_keys
-
-    return {"name": f"{run.name}-best", **_nest(strip_search_keys(trial["config"]))}
+def best_experiment(run: RunInfo, trial: TrialRecord) -> dict[str, Any]:
+    """The trial's training config as an experiment (nested, named ``<run>-best``) that
+    ``raysearch train`` re-runs with the same seed."""
+    return {"name": f"{run.name}-best", **_nest(trial.config)}
 
 
-def _best_yaml(run: RunInfo, trial: dict[str, Any]) -> str:
-    m = trial["metrics"]
+def _best_yaml(run: RunInfo, trial: TrialRecord) -> str:
+    m = trial.metrics
     ratio = _ratio(metric(trial, "backprops"), run.reference_backprops)
     lines = [
-        f"# Best recipe of run {run.name}: trial {trial['trial_id']} ({trial['status']}), {describe(trial['config'])}",
+        f"# Best recipe of run {run.name}: trial {trial.trial_id} ({trial.status.value}), {describe(trial.config)}",
         f"# validation after {m.get('epoch')} epochs: robust acc {_pct(metric(trial, 'robust_acc'))}, "
         f"clean acc {_pct(metric(trial, 'clean_acc'))}, {m.get('backprops')} backprops"
         + ("" if math.isnan(ratio) else f" ({ratio:.2f}x PGD-10)") + f", objective {metric(trial, 'objective'):.4f}",
@@ -192,18 +186,20 @@ def _best_yaml(run: RunInfo, trial: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- report.md
 
 
-def compare(best: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+def compare(best: TrialRecord, other: TrialRecord) -> dict[str, Any]:
     """Robust-accuracy difference (points) and compute ratio backprops_best / backprops_other."""
     diff = 100 * (metric(best, "robust_acc") - metric(other, "robust_acc"))
     other_bp = metric(other, "backprops")
     ratio = metric(best, "backprops") / other_bp if other_bp > 0 else math.nan
-    return {"against": other["warm_start"] or other["trial_id"], "trial_id": other["trial_id"],
-            "status": other["status"], "robust_points": diff, "compute_ratio": ratio}
+    return {"against": other.warm_start or other.trial_id, "trial_id": other.trial_id,
+            "status": other.status.value, "robust_points": diff, "compute_ratio": ratio}
 
 
-def _comparisons(run: RunInfo, best: dict[str, Any]) -> list[dict[str, Any]]:
-    defaults = sorted((t for t in run.trials if t["warm_start"] and t is not best and t["metrics"]),
-                      key=lambda t: (t["warm_start"] != "PGD-10", t["warm_start"]))
+def _comparisons(run: RunInfo, best: TrialRecord) -> list[dict[str, Any]]:
+    """The best recipe against every paper default that finished its run (never a cut-short one)."""
+    defaults = sorted((t for t in run.trials if t.warm_start and t is not best and t.metrics
+                       and t.status == Status.COMPLETED and t.full_fidelity),
+                      key=lambda t: (t.warm_start != "PGD-10", t.warm_start or ""))
     return [compare(best, t) for t in defaults]
 
 
@@ -225,21 +221,52 @@ def _md_table(rows: list[dict[str, Any]], run: RunInfo) -> str:
     return "\n".join(lines)
 
 
-def _headline(run: RunInfo, best: dict[str, Any] | None, comparisons: list[dict[str, Any]]) -> list[str]:
+def _headline(run: RunInfo, best: TrialRecord | None, comparisons: list[dict[str, Any]],
+              confirmed: list[str]) -> list[str]:
+    """Confirmed claims first (test split, several seeds), then the search's own view
+    (validation split, one seed), compared with finished paper defaults only."""
+    lines = [*confirmed, ""] if confirmed else []
     if best is None:
-        return ["No trial finished with a usable result; see the table below."]
-    m = best["metrics"]
+        return [*lines, "No trial finished with a usable result; see the table below."]
+    m = best.metrics
     ratio = _ratio(metric(best, "backprops"), run.reference_backprops)
-    lines = [f"Best recipe: **{describe(best['config'])}** (trial {best['trial_id']}, {best['status']}"
-             + (f", the {best['warm_start']} default" if best["warm_start"] else "") + "): "
-             f"robust accuracy {_pct(metric(best, 'robust_acc'))}, clean accuracy {_pct(metric(best, 'clean_acc'))}, "
-             f"{m.get('backprops')} backprops" + ("" if math.isnan(ratio) else f" ({ratio:.2f}× the PGD-10 budget)")
-             + f", objective {metric(best, 'objective'):.4f}."]
+    scope = "In the search (validation split, one seed" + ("" if confirmed else
+                                                          "; not confirmed: `raysearch confirm` re-trains with more seeds") + "):"
+    lines += [scope, "",
+              f"Best recipe: **{describe(best.config)}** (trial {best.trial_id}, {best.status.value}"
+              + (f", the {best.warm_start} default" if best.warm_start else "") + "): "
+              f"robust accuracy {_pct(metric(best, 'robust_acc'))}, clean accuracy {_pct(metric(best, 'clean_acc'))}, "
+              f"{m.get('backprops')} backprops" + ("" if math.isnan(ratio) else f" ({ratio:.2f}× the PGD-10 budget)")
+              + f", objective {metric(best, 'objective'):.4f}."]
     lines += [f"- {_comparison_line(c)}" for c in comparisons]
-    if not any(c["against"] == "PGD-10" for c in comparisons) and best["warm_start"] != "PGD-10":
+    unfinished = [t for t in run.trials if t.warm_start and not (t.status == Status.COMPLETED and t.full_fidelity)]
+    lines += [f"- {t.warm_start} did not finish ({t.status.value}): not compared." for t in unfinished]
+    if not any(t.warm_start == "PGD-10" for t in run.trials) and best.warm_start != "PGD-10":
         lines.append("- PGD-10 itself was not run in this search; its budget is "
                      f"{run.reference_backprops or 'unknown'} backprops.")
     return lines
+
+
+def _cost_section(run: RunInfo) -> list[str]:
+    """What the search and its confirmation cost, in reference runs and seconds."""
+    s = run.summary
+    if not s:
+        return []
+    ref = s.get("reference_backprops") or run.reference_backprops
+    lines = ["## What it cost", "", "| stage | backprops | reference runs | training seconds |", "|---|---:|---:|---:|"]
+    for stage, key in (("search", "search"), ("confirmation", "confirm")):
+        backprops = s.get(f"{key}_backprops")
+        if backprops is None:
+            continue
+        runs = f"{backprops / ref:.2f}" if ref else "?"
+        lines.append(f"| {stage} | {backprops} | {runs} | {float(s.get(f'{key}_train_seconds') or 0):.1f} |")
+    if s.get("budget_runs"):
+        lines += ["", f"Budget: {s['budget_runs']:g} reference runs (the confirmation is not charged to it)."]
+    reused = s.get("reused") or []
+    if reused:
+        lines += ["", "Reused from earlier runs of the same experiment (no cost here): "
+                  + ", ".join(f"{r['label']} ({r['from']})" for r in reused) + "."]
+    return [*lines, ""]
 
 
 def _evaluation_section(run_dir: Path) -> list[str]:
@@ -255,11 +282,11 @@ def _evaluation_section(run_dir: Path) -> list[str]:
     return ["## Final evaluation (test split)", "", f"From [{EVALUATION_MD}]({EVALUATION_MD}):", "", *body]
 
 
-def _markdown(run: RunInfo, rows: list[dict[str, Any]], front: list[dict[str, Any]], best: dict[str, Any] | None,
-              headline: list[str], warnings: list[str]) -> str:
+def _markdown(run: RunInfo, rows: list[dict[str, Any]], front: list[dict[str, Any]], best: TrialRecord | None,
+              headline: list[str], warnings: list[str], extra: list[str]) -> str:
     counts: dict[str, int] = {}
     for trial in run.trials:
-        counts[trial["status"]] = counts.get(trial["status"], 0) + 1
+        counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
     e = run.experiment
     lines = [f"# raysearch report: {run.name}", "",
              f"{len(run.trials)} trials (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ") on "
@@ -272,6 +299,7 @@ def _markdown(run: RunInfo, rows: list[dict[str, Any]], front: list[dict[str, An
         lines += [f"Re-run it: `raysearch train {BEST_YAML}` (the file is in this directory).", ""]
     if warnings:
         lines += ["**Warnings:**", "", *[f"- {w}" for w in warnings], ""]
+    lines += [*extra, *_cost_section(run)]
     lines += ["## Pareto front", "", "Completed trials that no other completed trial beats on both robust accuracy "
               "(higher) and backprops (fewer), cheapest first:", "", _md_table(front, run) if front else "(none)", "",
               f"![robust accuracy vs backprops]({PARETO_PNG})", "",
@@ -315,6 +343,33 @@ def _print_summary(run: RunInfo, rows: list[dict[str, Any]], headline: list[str]
 # ---------------------------------------------------------------------------- entry point
 
 
+def _confirmation(run: RunInfo) -> tuple[list[str], list[str]]:
+    """(confirmed headline lines, the confirmation section) from ``confirmation.csv``."""
+    from raysearch.commands.confirm import CONFIRMATION_CSV, read_rows
+    from raysearch.reporting.stats import recipe_stats
+    from raysearch.reporting.text import confirmed_headline
+
+    rows = read_rows(run.run_dir / CONFIRMATION_CSV)
+    if not rows:
+        return [], []
+    cost_weight = float(run.experiment.get("cost_weight", 0.1) or 0.1)
+    stats = recipe_stats(rows, run.reference_backprops, cost_weight)
+    margin = float((run.search.get("confirm") or {}).get("margin", 0.02))
+    target = run.summary.get("target_robust_acc")
+    headline = ["Confirmed (test split, every seed):", "", *confirmed_headline(stats, rows, target, margin)]
+    attacks = run.summary.get("confirm_attacks", "pgd50x10")
+    table = ["## Confirmed on the test split", "",
+             f"Each recipe re-trained with {max((s.robust.n for s in stats), default=0)} seeds (the search's own run "
+             f"is one) and attacked with {attacks} on the test split; mean ± 95% interval "
+             f"([{CONFIRMATION_CSV}]({CONFIRMATION_CSV}) has every row).", "",
+             "| recipe | seeds | test robust | test clean | × PGD-10 | confirmed objective |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for st in stats:
+        table.append(f"| {st.label} | {st.robust.n} | {st.robust} | {st.clean} | {st.cost_ratio:.2f} | "
+                     f"{st.objective:.4f} |")
+    return headline, [*table, ""]
+
+
 def report(run_dir: str | os.PathLike[str], progress: bool = True) -> ReportResult:
     """Write trials.csv, pareto.png, schedules.png, best.yaml and report.md into ``run_dir``.
 
@@ -335,13 +390,17 @@ def report(run_dir: str | os.PathLike[str], progress: bool = True) -> ReportResu
     if best is not None:
         files[BEST_YAML] = root / BEST_YAML
         files[BEST_YAML].write_text(_best_yaml(run, best))
-        if best["status"] != "completed":
-            warnings.append(f"no trial completed its budget; the best recipe is trial {best['trial_id']} "
-                            f"({best['status']})")
+        if best.status != Status.COMPLETED:
+            warnings.append(f"no trial completed its budget; the best recipe is trial {best.trial_id} "
+                            f"({best.status.value})")
     comparisons = _comparisons(run, best) if best is not None else []
-    headline = _headline(run, best, comparisons)
+    confirmed, extra = _confirmation(run)
+    if run.interrupted:
+        warnings.append("the search was interrupted: trials marked interrupted were cut short; "
+                        f"continue with raysearch search --resume {root}")
+    headline = _headline(run, best, comparisons, confirmed)
     front = sorted((r for r in rows if r["on_pareto"]), key=lambda r: finite(r["backprops"]))  # cheapest first
-    files[REPORT_MD].write_text(_markdown(run, rows, front, best, headline, warnings))
+    files[REPORT_MD].write_text(_markdown(run, rows, front, best, headline, warnings, extra))
     if (root / EVALUATION_MD).exists():
         files[EVALUATION_MD] = root / EVALUATION_MD
     headline += [f"warning: {w}" for w in warnings]

@@ -1,10 +1,14 @@
 """The search-level view of the objective (SPEC §7): which metric(s) Optuna and ASHA read.
 
-The trainable computes ``objective`` itself each epoch (:mod:`trainables.objective`, from
-which :func:`reference_backprops` and :func:`tradeoff_objective` are re-exported here), so
-the search only names it: metric ``objective``, mode ``min``. ``objective: pareto`` makes the
-study multi-objective, maximizing ``robust_acc`` and minimizing ``backprops``; ASHA still
-needs one number to compare trials at a rung and keeps reading the trade-off ``objective``.
+The trainable computes ``objective`` itself each epoch (:mod:`trainables.objective`), so the
+search only names it. ASHA always reads the one number ``objective`` (minimized): the
+trade-off, or for ``objective: target`` the cost when the target is met and a penalty
+ranking every miss after every hit. Optuna reads:
+
+- ``tradeoff``: ``objective`` (minimize), named "objective (1 − robust acc + w·cost)";
+- ``target``: ``cost_runs`` (minimize; backprops in reference runs) with the constraint
+  ``target − robust_acc`` ≤ 0 (constrained TPE);
+- ``pareto``: ``robust_acc`` (maximize) and ``backprops`` (minimize), NSGA-II.
 """
 
 from __future__ import annotations
@@ -27,16 +31,28 @@ __all__ = [
     "PARETO_MODES",
     "pareto_front",
     "reference_backprops",
+    "metric_names",
     "search_metric",
     "tradeoff_objective",
 ]
 
 
 def search_metric(objective: str) -> tuple[str | list[str], str | list[str]]:
-    """(metric, mode) for the searcher: the trade-off scalar, or the Pareto pair."""
+    """(metric, mode) for the searcher (see the module docstring)."""
     if objective == "pareto":
         return list(PARETO_METRICS), list(PARETO_MODES)
+    if objective == "target":
+        return "cost_runs", "min"
     return METRIC, MODE
+
+
+def metric_names(objective: str, cost_weight: float = 0.1) -> list[str]:
+    """The study's names for its objective value(s) (``study.set_metric_names``)."""
+    if objective == "pareto":
+        return ["robust accuracy (validation)", "backprops"]
+    if objective == "target":
+        return ["cost (reference runs), constrained: robust acc >= target"]
+    return [f"objective = 1 - robust acc + {cost_weight:g} * cost in reference runs"]
 
 
 def pareto_front(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = tuple(PARETO_METRICS),

@@ -1,0 +1,693 @@
+"""``raysearch search``: plan → launch → collect (→ confirm) an experiment's search (SPEC §§8-11).
+
+Three roles, kept apart as Ray Tune intends: :class:`~raysearch.tuning.searcher.OptunaSearcher`
+decides *what* to try (multivariate TPE, the papers' defaults first), the scheduler
+(:mod:`raysearch.tuning.scheduler`: ASHA over complete low-fidelity runs, wrapped so the
+defaults finish and the budget holds) decides *whether a trial goes on*, and the trainable
+(:func:`trainables.trainable.tune_trainable`) trains and reports.
+
+- :func:`plan` checks everything the user can get wrong before Ray starts (the experiment,
+  the space, the data, resources, the storage) and decides what to run: the fidelity levels,
+  the budget, which paper defaults can be taken from an earlier run of the same experiment,
+  whether a ``reference`` target needs the reference run first.
+- :func:`launch` runs the Tune stages (reference, search) in one Ray session; a Ctrl-C ends
+  it as *interrupted*.
+- :func:`collect` reads the run directory back into :class:`TrialRecord` objects, writes
+  ``search_summary.json`` and returns the :class:`SearchResult`.
+
+The run directory ``<storage>/<name>`` holds Ray Tune's experiment state, the Optuna study
+(``optuna.db``), one TensorBoard log directory and ``experiment.yaml`` (the resolved
+experiment and the raysearch version), so ``search(resume=run_dir)`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raysearch._version import __version__
+from raysearch.rundir.experiment import Experiment, load_experiment
+from raysearch.rundir.records import TrialRecord
+from raysearch.rundir.results import (
+    EXPERIMENT_FILE,
+    STUDY_FILE,
+    RunInfo,
+    best_trial,
+    finished_runs,
+    load_run,
+)
+from raysearch.rundir.storage import (
+    check_storage,
+    free_bytes,
+    is_uri,
+    join,
+    read_experiment_file,
+    write_text,
+)
+from raysearch.rundir.summary import write_summary
+from raysearch.tuning.tuner import INTERRUPT, quiet_tune
+from trainables.registry import ConfigError
+from trainables.status import Status
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_LABEL = "PGD-10"
+CHECKPOINT_HEADROOM = 4  # a trial keeps two checkpoints; room for twice that is asked for
+
+
+def search_overhead_fraction(trial_seconds_sum: float, wall_seconds: float, slots: int) -> float:
+    """Summed trial seconds / (wall seconds × concurrent slots): the share of slot time in trials."""
+    capacity = wall_seconds * max(1, slots)
+    return min(1.0, trial_seconds_sum / capacity) if capacity > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------- results
+
+
+@dataclass
+class SearchResult:
+    """What a search leaves: where it is, every trial, the best recipe, and what it cost.
+
+    ``trials``: one :class:`~raysearch.rundir.records.TrialRecord` per trial; ``best``: the
+    lowest objective among finished full runs; ``warm_start``: the paper defaults' trials;
+    ``search_overhead``: summed trial seconds (training + evaluation) of this session / (wall
+    seconds × concurrent slots); ``startup_seconds``: from the call to the start of Tune;
+    ``interrupted``: Ctrl-C ended it (``--resume`` continues); ``summary``: what
+    ``search_summary.json`` says; ``confirmation``: the confirmation stage's result.
+    """
+
+    run_dir: str
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+    wall_seconds: float
+    trial_seconds_sum: float
+    concurrency: int
+    reference_backprops: int = 0
+    pareto: list[str] = field(default_factory=list)
+    startup_seconds: float = 0.0
+    interrupted: bool = False
+    summary: dict[str, Any] = field(default_factory=dict)
+    confirmation: Any = None
+
+    @property
+    def warm_start(self) -> list[TrialRecord]:
+        return [t for t in self.trials if t.warm_start]
+
+    @property
+    def best_config(self) -> dict[str, Any] | None:
+        return self.best.config if self.best else None
+
+    @property
+    def best_metrics(self) -> dict[str, Any] | None:
+        return self.best.metrics if self.best else None
+
+    @property
+    def search_overhead(self) -> float:
+        return search_overhead_fraction(self.trial_seconds_sum, self.wall_seconds, self.concurrency)
+
+    @property
+    def tensorboard_dir(self) -> str:
+        return join(self.run_dir, "tensorboard")
+
+    @property
+    def resume_command(self) -> str:
+        return f"raysearch search --resume {self.run_dir}"
+
+
+# ---------------------------------------------------------------------------------- plan
+
+
+@dataclass
+class Prior:
+    """A trial the search takes instead of running it: a paper default finished in an earlier
+    run of the same experiment (``reused``) or the reference stage of this one."""
+
+    record: TrialRecord
+    label: str
+    params: dict[str, Any]
+
+
+@dataclass
+class SearchPlan:
+    """Everything :func:`launch` needs, decided before Ray starts."""
+
+    experiment: Experiment
+    run_dir: str
+    storage_path: str
+    run_name: str
+    resume: bool
+    batches_per_epoch: int
+    cost: Any  # CostModel
+    budget: Any  # Budget | None
+    space: Callable[..., Any]
+    warm_starts: list[Any]  # search_spaces.WarmStart, those still to run
+    reused: list[Prior]
+    needs_reference: bool
+    max_t: int
+    request: dict[str, float]
+    available: dict[str, float]
+    concurrency: int
+    joined: bool
+    address: str | None
+    plugins: tuple[tuple[str, str, Any], ...] = ()
+    start: float = field(default_factory=time.monotonic)
+
+    @property
+    def train(self) -> dict[str, Any]:
+        """The training keys every trial shares (data_root absolute: trials run elsewhere)."""
+        cfg = self.experiment.train_config
+        return {**self.experiment.train, "data_root": abs_data_root(cfg.data_root),
+                # CPU results depend on the thread count: record it so best.yaml re-runs exactly.
+                "threads": cfg.threads or max(1, int(self.experiment.search.cpus_per_trial))}
+
+    @property
+    def levels(self) -> tuple[tuple[float, float], ...]:
+        return self.cost.levels
+
+
+def abs_data_root(root: str) -> str:
+    # Ray runs each trial in its own working directory: a relative data_root would move.
+    return root if is_uri(root) else os.path.abspath(os.path.expanduser(root))
+
+
+def _load_data(cfg: Any) -> Any:
+    from trainables.data import load_dataset
+
+    return load_dataset(cfg.dataset, abs_data_root(cfg.data_root), cfg.download, cfg.synthetic_size, cfg.image_size)
+
+
+def _check_gpu_share(experiment: Experiment, configs: Iterable[Any], data: Any, share: float) -> None:
+    """Refuse, before Ray starts, a GPU fraction whose memory cannot hold the costliest method
+    of the space (a measured estimate; :mod:`trainables.memory_estimate`)."""
+    if not 0 < share < 1:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    from trainables.memory_estimate import check_gpu_share
+
+    train = {**experiment.train, "data_root": abs_data_root(experiment.train_config.data_root)}
+    check_gpu_share(train, share, torch.cuda.get_device_properties(0).total_memory, data=data,
+                    methods={cfg.method for cfg in configs})
+
+
+def _comparable(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A config resolved for comparing runs (every key, defaults filled; paths left out)."""
+    from trainables.config import parse_config
+
+    try:
+        flat = parse_config(dict(config)).to_flat()
+    except ConfigError:
+        return None
+    flat.pop("data_root", None)
+    return flat
+
+
+def find_reusable(storage_path: str, run_name: str, configs: Mapping[str, dict[str, Any]]) -> dict[str, TrialRecord]:
+    """Finished paper defaults of the same experiment in run directories beside this one:
+    label -> the newest completed full-fidelity trial whose resolved config is identical."""
+    if is_uri(storage_path) or not Path(storage_path).is_dir():
+        return {}
+    wanted = {label: _comparable(cfg) for label, cfg in configs.items()}
+    found: dict[str, tuple[float, TrialRecord]] = {}
+    for run_dir in Path(storage_path).iterdir():
+        if run_dir.name == run_name or not (run_dir / EXPERIMENT_FILE).exists():
+            continue
+        try:
+            run = load_run(run_dir)
+        except Exception:  # an unreadable neighbour is simply not reused
+            continue
+        for trial in finished_runs(run.trials):
+            label = trial.warm_start
+            if not label or label not in wanted or trial.checkpoint is None or trial.reused_from:
+                continue
+            if _comparable(trial.config) == wanted[label]:
+                stamp = Path(trial.path).stat().st_mtime
+                if label not in found or stamp > found[label][0]:
+                    found[label] = (stamp, trial)
+    return {label: trial for label, (_, trial) in found.items()}
+
+
+def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samples: int | None = None,
+         gpus_per_trial: float | None = None, cpus_per_trial: float | None = None, address: str | None = None,
+         storage: str | None = None, name: str | None = None, resume: str | Path | None = None,
+         time_attr: str | None = None, trainable: str | None = None, model: Any = None,
+         dataset: Any = None) -> SearchPlan:
+    """Check the input and decide what to run (no Ray started unless joining a cluster).
+
+    Raises:
+        ConfigError: bad input.
+    """
+    import ray
+
+    import search_spaces
+    from raysearch.tuning.budget import Budget, CostModel, branch_configs, max_k
+    from raysearch.tuning.resources import concurrent_slots, local_resources, trial_resources
+    from trainables.data import train_subset
+
+    start = time.monotonic()
+    plugins: tuple[tuple[str, str, Any], ...] = ()
+    if resume is not None:
+        run_dir = str(resume) if is_uri(str(resume)) else os.path.abspath(os.path.expanduser(str(resume)))
+        exp = read_experiment_file(run_dir)
+        storage_path, run_name = run_dir.rstrip("/").rsplit("/", 1) if is_uri(run_dir) else (
+            str(Path(run_dir).parent), Path(run_dir).name)
+        from raysearch.tuning.tuner import can_restore
+
+        if not can_restore(run_dir):
+            raise ConfigError("resume", run_dir, "holds no Ray Tune experiment state to resume")
+    else:
+        extra = list(overrides)
+        from trainables.trainable import plugin_reference
+
+        for kind, value in (("model", model), ("dataset", dataset)):
+            if value is None:
+                continue
+            if callable(value):
+                value, registered = plugin_reference(kind, value)
+                plugins += registered
+            extra.append(f"{kind}={value}")
+        exp = load_experiment(experiment, extra).replace_search(
+            samples=samples, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, time_attr=time_attr)
+        if trainable:
+            exp = dataclasses.replace(exp, trainable=trainable)
+        run_name = name or f"{exp.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        if "/" in run_name or not run_name.strip():
+            raise ConfigError("name", run_name, "must be a non-empty name without '/'")
+        storage_path = check_storage(storage or "runs")
+        run_dir = join(storage_path, run_name)
+        if not is_uri(run_dir) and Path(run_dir, "tuner.pkl").exists():
+            raise ConfigError("name", run_name, f"run directory {run_dir} already holds a search; "
+                                                f"continue it with --resume {run_dir} or pick another --name")
+    if plugins:
+        from trainables.trainable import register_plugins
+
+        register_plugins(plugins)
+    s, cfg = exp.search, exp.train_config
+    if s.population_based:
+        raise ConfigError("search.algorithm", s.algorithm, "population-based training runs through "
+                          "raysearch search with search.algorithm pbt or pb2 (see the README)")
+    from trainables.evaluation import parse_attacks
+
+    if s.confirm.top:
+        parse_attacks(s.confirm.attacks, allow_autoattack=False)
+    space = search_spaces.get_space(s.space, cfg.epsilon)
+    data = _load_data(cfg)
+    levels = tuple(s.fidelity.levels()) if s.time_attr == "fidelity" else ((1.0, 1.0),)
+    train_size = len(train_subset(data.train, cfg.data_fraction))
+    base = tuple((k, v) for k, v in exp.train.items() if k != "data_root")
+    cost = CostModel(train_size, cfg.batch_size, cfg.max_batches, cfg.epochs, levels, base)
+    m = cost.level_batches(len(levels) - 1)
+    configs = branch_configs(exp.train, space)
+    budget_t = (max_k(configs, cfg.epochs) + 1) * m * cfg.epochs
+    budget = None
+    if s.budget is not None or s.budget_seconds is not None:
+        first = max(cost.level_backprops(c, 0) for c in configs)
+        budget = Budget(cost, s.budget * cost.reference_backprops if s.budget is not None else None,
+                        s.budget_seconds, first)
+    # Resources are checked before any trial starts: against this machine before Ray is
+    # started, against the cluster once joined (``--address``) or when Ray already runs.
+    joined = address is not None or ray.is_initialized()
+    available, request = local_resources(), {"cpu": float(s.cpus_per_trial)}
+    if not joined:
+        request = trial_resources(s.cpus_per_trial, s.gpus_per_trial, available)
+        _check_gpu_share(exp, configs, data, request.get("gpu", 0.0))
+    points = search_spaces.warm_starts(s.space, cfg.epsilon) if s.warm_start else []
+    reused: list[Prior] = []
+    if s.reuse and points and resume is None:
+        wanted = {p.label: {**exp.train, **p.config} for p in points}
+        for label, record in find_reusable(storage_path, run_name, wanted).items():
+            point = next(p for p in points if p.label == label)
+            reused.append(Prior(record, label, point.params))
+    needs_reference = (cfg.objective == "target" and cfg.target_robust_acc == "reference"
+                       and not any(p.label == REFERENCE_LABEL for p in reused))
+    taken = {p.label for p in reused} | ({REFERENCE_LABEL} if needs_reference else set())
+    concurrency = concurrent_slots(request, available, s.max_concurrent)
+    return SearchPlan(exp, run_dir, storage_path, run_name, resume is not None, m, cost, budget, space,
+                      [p for p in points if p.label not in taken], reused, needs_reference, budget_t, request,
+                      available, concurrency, joined, address, plugins, start)
+
+
+# ---------------------------------------------------------------------------------- launch
+
+
+def _init_ray(plan: SearchPlan) -> None:
+    import ray
+
+    from raysearch.tuning.resources import concurrent_slots, trial_resources
+
+    if not ray.is_initialized():
+        if plan.address is None:
+            ray.init(num_cpus=int(plan.available["CPU"]), num_gpus=int(plan.available["GPU"]), include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address=plan.address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
+    if plan.joined:
+        plan.available = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+        s = plan.experiment.search
+        plan.request = trial_resources(s.cpus_per_trial, s.gpus_per_trial, plan.available)
+        plan.concurrency = concurrent_slots(plan.request, plan.available, s.max_concurrent)
+
+
+def _setup(plan: SearchPlan, levels: tuple[tuple[float, float], ...] | None = None) -> Any:
+    from trainables.trainable import TrialSetup
+
+    s = plan.experiment.search
+    return TrialSetup(gpus_per_trial=plan.request.get("gpu", 0.0), workers=s.workers_per_trial,
+                      levels=levels or plan.levels, reduction_factor=s.reduction_factor, plugins=plan.plugins)
+
+
+def _import(path: str) -> Callable[..., Any]:
+    from trainables.registry import import_object
+
+    return import_object(path, "trainable")  # type: ignore[no-any-return]
+
+
+def _trainable(plan: SearchPlan, function: Callable[..., Any], setup: Any) -> Any:
+    from ray import tune
+
+    return tune.with_resources(tune.with_parameters(function, setup=setup), plan.request)
+
+
+def _reference_record(plan: SearchPlan, progress: bool) -> TrialRecord | None:
+    """Run (or continue) the reference stage: PGD-10 with the experiment's settings, whose
+    finished robust accuracy is the target of ``target_robust_acc: reference``."""
+    import search_spaces
+    from raysearch.rundir.records import record_from_folder
+    from raysearch.tuning.progress import ProgressLines
+    from raysearch.tuning.tensorboard import TensorBoardCallback
+    from raysearch.tuning.tuner import (
+        InterruptWatch,
+        Stage,
+        build_tuner,
+        can_restore,
+        restore_tuner,
+    )
+
+    cfg = plan.experiment.train_config
+    point = next(p for p in search_spaces.warm_starts("baselines", cfg.epsilon) if p.label == REFERENCE_LABEL)
+    full = ((1.0, 1.0),)
+    trainable = _trainable(plan, _import(plan.experiment.trainable), _setup(plan, full))
+    path = join(plan.run_dir, "reference")
+    callbacks = [InterruptWatch(), TensorBoardCallback(plan.run_dir)]
+    if progress:
+        callbacks.append(ProgressLines(1, plan.cost.reference_backprops, stage="reference"))
+    if can_restore(path):
+        tuner = restore_tuner(path, trainable)
+    else:
+        param_space = {**plan.train, **point.config, "trial.warm_start": REFERENCE_LABEL, "trial.family": "baselines"}
+        tuner = build_tuner(Stage("reference", plan.run_dir, trainable, param_space, callbacks=callbacks))
+    if progress:
+        print(f"[reference] training {REFERENCE_LABEL} first: its robust accuracy is the target", flush=True)
+    tuner.fit()
+    if INTERRUPT.is_set():
+        return None
+    folders = sorted(Path(path).glob("trial_*"))
+    return record_from_folder(folders[0], stage="reference") if folders else None
+
+
+def _copy_reused(plan: SearchPlan) -> None:
+    """Copy each reused trial folder into ``<run_dir>/reused/`` (the run directory stays whole)."""
+    if is_uri(plan.run_dir):
+        return
+    for prior in plan.reused:
+        target = Path(plan.run_dir, "reused", Path(prior.record.path).name)
+        if not target.exists():
+            shutil.copytree(prior.record.path, target)
+            params = target / "params.json"
+            import json
+
+            data = json.loads(params.read_text()) if params.exists() else {}
+            data.update({"trial.reused_from": prior.record.path, "trial.warm_start": prior.label})
+            params.write_text(json.dumps(data))
+        prior.record.path = str(target)
+
+
+def _prior_trials(plan: SearchPlan, extra: list[Prior]) -> list[tuple[dict[str, Any], Any, dict[str, Any]]]:
+    """What the Optuna study is told before it starts: reused defaults and the reference."""
+    from raysearch.tuning.objective import search_metric
+
+    metric, _ = search_metric(plan.experiment.train_config.objective)
+    told = []
+    for prior in [*plan.reused, *extra]:
+        m = prior.record.metrics
+        values = [m.get(k) for k in (metric if isinstance(metric, list) else [metric])]
+        if any(not isinstance(v, (int, float)) for v in values):
+            continue
+        attrs = {"warm_start": prior.label, "ray_trial_id": prior.record.trial_id, "reused_from": prior.record.path,
+                 **{k: float(m[k]) for k in ("robust_acc", "clean_acc", "backprops") if isinstance(m.get(k), (int, float))}}
+        told.append((prior.params, values if isinstance(metric, list) else values[0], attrs))
+    return told
+
+
+def _search_stage(plan: SearchPlan, target: float | None, prior: list[Prior], progress: bool) -> Any:
+    """The search's Tune run (new or restored)."""
+    from raysearch.tuning.objective import metric_names, search_metric
+    from raysearch.tuning.progress import ProgressLines
+    from raysearch.tuning.scheduler import make_scheduler
+    from raysearch.tuning.searcher import OptunaSearcher, make_sampler
+    from raysearch.tuning.tensorboard import TensorBoardCallback
+    from raysearch.tuning.tuner import InterruptWatch, Stage, build_tuner, restore_tuner
+
+    exp, s = plan.experiment, plan.experiment.search
+    cfg = exp.train_config
+    trainable = _trainable(plan, _import(exp.trainable), _setup(plan))
+    if plan.resume:
+        return restore_tuner(plan.run_dir, trainable)
+    metric, mode = search_metric(cfg.objective)
+    sampler = make_sampler(s.algorithm, seed=s.seed, multi_objective=isinstance(metric, list), samples=s.samples)
+    storage = None if is_uri(plan.run_dir) else f"sqlite:///{join(plan.run_dir, STUDY_FILE)}"
+    study_attrs = {"experiment": exp.name, "dataset": cfg.dataset, "model": cfg.model, "epsilon": cfg.epsilon,
+                   "epochs": cfg.epochs, "objective": cfg.objective, "space": s.space,
+                   "reference_backprops": plan.cost.reference_backprops, "time_attr": s.time_attr,
+                   "raysearch_version": __version__, "target_robust_acc": target}
+    searcher = OptunaSearcher(
+        plan.space, metric=metric, mode=mode, sampler=sampler, study_name=plan.run_name, storage=storage,
+        step_attr=s.time_attr, warm_starts=[(p.label, p.params) for p in plan.warm_starts],
+        metric_names=metric_names(cfg.objective, cfg.cost_weight), study_attrs=study_attrs, budget=plan.budget,
+        space_name=s.space, prior=_prior_trials(plan, prior), target=target if cfg.objective == "target" else None)
+    watch = InterruptWatch(searcher)
+    callbacks: list[Any] = [watch, TensorBoardCallback()]
+    if progress:
+        budget_runs = s.budget
+        callbacks.append(ProgressLines(s.samples, plan.cost.reference_backprops, budget_runs))
+    scheduler = make_scheduler(s, epochs=cfg.epochs, max_t=plan.max_t, levels=len(plan.levels), budget=plan.budget)
+    param_space = dict(plan.train)
+    if target is not None:
+        param_space["target_robust_acc"] = target
+    stage = Stage(plan.run_name, plan.storage_path, trainable, param_space, searcher, scheduler, s.samples,
+                  plan.concurrency, callbacks)
+    return build_tuner(stage)
+
+
+@dataclass
+class Launched:
+    """How the Tune stages ended."""
+
+    interrupted: bool
+    startup_seconds: float
+    target: float | None
+
+
+def launch(plan: SearchPlan, progress: bool = True) -> Launched:
+    """Run the search's Tune stages in one Ray session (see the module docstring)."""
+    cfg = plan.experiment.train_config
+    INTERRUPT.clear()
+    target = cfg.numeric_target
+    prior: list[Prior] = []
+    if not plan.resume:
+        write_text(join(plan.run_dir, EXPERIMENT_FILE), _experiment_yaml(plan.experiment))
+        _copy_reused(plan)
+    _write_start(plan)
+    with quiet_tune():
+        _init_ray(plan)
+        if cfg.objective == "target" and cfg.target_robust_acc == "reference":
+            reference = next((p.record for p in plan.reused if p.label == REFERENCE_LABEL), None)
+            if reference is None:
+                reference = _reference_record(plan, progress)
+                if reference is None or INTERRUPT.is_set():
+                    return Launched(True, time.monotonic() - plan.start, None)
+                if reference.status != Status.COMPLETED:
+                    raise ConfigError("target_robust_acc", "reference", f"the reference run ended {reference.status.value}"
+                                      "; give the target as a number")
+                import search_spaces
+
+                point = next(p for p in search_spaces.warm_starts(plan.experiment.search.space, cfg.epsilon)
+                             if p.label == REFERENCE_LABEL)
+                prior.append(Prior(reference, REFERENCE_LABEL, point.params))
+            target = reference.metric("robust_acc")
+            if progress:
+                print(f"[search] target robust accuracy: {target:.4f} (the finished {REFERENCE_LABEL} reference)",
+                      flush=True)
+        tuner = _search_stage(plan, target, prior, progress)
+        startup = time.monotonic() - plan.start
+        tuner.fit()
+    return Launched(INTERRUPT.is_set(), startup, target)
+
+
+def _experiment_yaml(exp: Experiment) -> str:
+    import yaml
+
+    return yaml.safe_dump({**exp.to_dict(), "raysearch_version": __version__}, sort_keys=False)
+
+
+def _write_start(plan: SearchPlan) -> None:
+    if is_uri(plan.run_dir):
+        return
+    write_summary(plan.run_dir, {
+        "raysearch_version": __version__, "experiment": plan.experiment.name, "state": "running",
+        "reference_backprops": plan.cost.reference_backprops, "batches_per_epoch": plan.batches_per_epoch,
+        "budget_runs": plan.experiment.search.budget, "budget_seconds": plan.experiment.search.budget_seconds,
+        "fidelity_levels": [list(level) for level in plan.levels], "time_attr": plan.experiment.search.time_attr,
+        "reused": [{"label": p.label, "from": p.record.path} for p in plan.reused],
+    })
+
+
+# ---------------------------------------------------------------------------------- collect
+
+
+def _search_cost(run: RunInfo) -> tuple[int, float, float]:
+    """(backprops, train seconds, trial seconds incl. evaluation) of the trials this search ran
+    (reused ones cost this search nothing)."""
+    backprops = seconds = with_eval = 0.0
+    for trial in run.trials:
+        if trial.stage == "reused":
+            continue
+        backprops += trial.spent_backprops
+        train = trial.metrics.get("trial_train_seconds", trial.metrics.get("train_seconds", 0)) or 0
+        seconds += float(train)
+        with_eval += float(train) + float(trial.metrics.get("eval_seconds", 0) or 0)
+    return int(backprops), seconds, with_eval
+
+
+def collect(plan: SearchPlan, launched: Launched, progress: bool = True) -> SearchResult:
+    """Read the run back, write ``search_summary.json`` and return the result."""
+    from raysearch.tuning.objective import pareto_front
+
+    wall = time.monotonic() - plan.start
+    cfg = plan.experiment.train_config
+    state = "interrupted" if launched.interrupted else "finished"
+    if not is_uri(plan.run_dir):
+        write_summary(plan.run_dir, {"state": state})
+        run = load_run(plan.run_dir, allow_empty=True)
+        trials = run.trials
+    else:
+        run, trials = None, []
+    best = best_trial(trials)
+    backprops, train_seconds, trial_seconds = _search_cost(run) if run else (0, 0.0, 0.0)
+    pareto: list[str] = []
+    if cfg.objective == "pareto":
+        done = finished_runs(trials)
+        pareto = [done[i].trial_id for i in pareto_front([t.metrics for t in done])]
+    counts: dict[str, int] = {}
+    for trial in trials:
+        counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
+    summary: dict[str, Any] = {}
+    if not is_uri(plan.run_dir):
+        summary = write_summary(plan.run_dir, {
+            "state": state, "trials": len(trials), "statuses": counts,
+            "search_backprops": backprops, "search_train_seconds": round(train_seconds, 3),
+            "search_wall_seconds": round(wall, 3), "startup_seconds": round(launched.startup_seconds, 3),
+            "concurrency": plan.concurrency, "target_robust_acc": launched.target,
+            "confirm_backprops": _previous(plan.run_dir, "confirm_backprops", 0),
+            "best_trial": best.trial_id if best else None,
+        })
+    result = SearchResult(plan.run_dir, trials, best, wall, trial_seconds, plan.concurrency,
+                          plan.cost.reference_backprops, pareto, launched.startup_seconds, launched.interrupted,
+                          summary)
+    return result
+
+
+def _previous(run_dir: str, key: str, default: Any) -> Any:
+    from raysearch.rundir.summary import read_summary
+
+    return read_summary(run_dir).get(key, default)
+
+
+# ---------------------------------------------------------------------------------- search
+
+
+def check_disk(plan: SearchPlan) -> str | None:
+    """A warning when the storage's free space looks too small for the run's checkpoints."""
+    if is_uri(plan.run_dir):
+        return None
+    from trainables.memory_estimate import checkpoint_bytes
+
+    per_trial = checkpoint_bytes(plan.experiment.train_config)
+    need = per_trial * CHECKPOINT_HEADROOM * max(plan.experiment.search.samples, 1)
+    free = free_bytes(plan.storage_path)
+    if free is not None and free < need:
+        return (f"warning: {plan.storage_path} has {free / 2**20:.0f} MiB free; the search's checkpoints may need "
+                f"~{need / 2**20:.0f} MiB ({per_trial / 2**20:.1f} MiB per checkpoint)")
+    return None
+
+
+def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), samples: int | None = None,
+           gpus_per_trial: float | None = None, cpus_per_trial: float | None = None, address: str | None = None,
+           storage: str | None = None, name: str | None = None, resume: str | Path | None = None,
+           time_attr: str | None = None, progress: bool = True, *, trainable: str | None = None,
+           model: Any = None, dataset: Any = None, confirm: bool = True) -> SearchResult:
+    """Search an experiment's space on Ray Tune; return every trial and what it cost.
+
+    Args:
+        experiment: a YAML file or a built-in experiment name (``demo``).
+        overrides: ``KEY=VALUE`` strings (``--set``); ``search.*`` keys reach the search section.
+        samples, gpus_per_trial, cpus_per_trial, time_attr: override the experiment's search.
+        address: join a running Ray cluster (``"auto"``) instead of starting a local one.
+        storage: parent of the run directory (default ``runs``; a shared path or cloud URI).
+        name: run name (default ``<experiment>-<YYYYmmdd-HHMMSS>``).
+        resume: a run directory to continue; every other argument is read from its
+            ``experiment.yaml``. Finished trials are kept, unfinished ones continue from their
+            last checkpoint, failed ones stay failed.
+        progress: print a line per finished trial and the summary.
+        trainable: ``"module:function"`` of the Tune trainable (tests use a stand-in).
+        model, dataset: the user's own, as callables (``(num_classes, input_shape) -> nn.Module``,
+            ``(root) -> dict``) or ``"pkg.module:callable"`` paths.
+        confirm: run the confirmation stage when the experiment asks for it.
+
+    Raises:
+        ConfigError: bad input, before Ray or any training starts.
+
+    Example::
+
+        >>> import raysearch
+        >>> result = raysearch.search("demo", ["search.samples=8"])  # doctest: +SKIP
+        >>> result.best.config["method"], result.summary["search_cost_runs"]  # doctest: +SKIP
+    """
+    the_plan = plan(experiment, overrides, samples=samples, gpus_per_trial=gpus_per_trial,
+                    cpus_per_trial=cpus_per_trial, address=address, storage=storage, name=name, resume=resume,
+                    time_attr=time_attr, trainable=trainable, model=model, dataset=dataset)
+    warning = check_disk(the_plan)
+    if warning and progress:
+        print(warning, flush=True)
+    launched = launch(the_plan, progress)
+    result = collect(the_plan, launched, progress)
+    conf = the_plan.experiment.search.confirm
+    if confirm and conf.top and not result.interrupted and not is_uri(result.run_dir) \
+            and finished_runs(result.trials):
+        from raysearch.commands.confirm import run_confirmation
+
+        result.confirmation = run_confirmation(result.run_dir, conf.top, conf.seeds, plan=the_plan, progress=progress)
+        result.interrupted = result.confirmation.interrupted
+        from raysearch.rundir.summary import read_summary
+
+        result.summary = read_summary(result.run_dir)
+    if progress:
+        from raysearch.reporting.text import search_summary_text
+
+        print(search_summary_text(result, the_plan.experiment), flush=True)
+    return result
+
+
+__all__ = ["Launched", "SearchPlan", "SearchResult", "collect", "launch", "plan", "search",
+           "search_overhead_fraction"]
