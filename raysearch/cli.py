@@ -94,9 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("bench", help="measure attack efficiency, overheads, the search's economics, GPU paths")
     p.add_argument("--json", action="store_true", help="print all figures as one JSON object, last")
     p.add_argument("--quick", action="store_true", help="a run of seconds: small_cnn only, fewer repetitions")
-    p.add_argument("--search", action="store_true",
-                   help="compare today's search with the new default on the demo (minutes per search seed)")
-    p.add_argument("--smoke", action="store_true", help="exercise every GPU path once (CUDA checks skip on a CPU)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--search", action="store_true",
+                      help="compare today's search with the new default on the demo (minutes per search seed)")
+    what.add_argument("--smoke", action="store_true", help="exercise every GPU path once (CUDA checks skip on a CPU)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="with --search: search seeds per row (default 3)")
 
     p = commands.add_parser("report", help="write report.md, pareto.png, schedules.png, trials.csv and best.yaml")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a search (runs/<name>)")
@@ -141,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from raysearch.commands.bench import bench
 
-        bench(json_output=args.json, quick=args.quick, search=args.search, smoke=args.smoke)
+        bench(json_output=args.json, quick=args.quick, search=args.search, smoke=args.smoke, seeds=range(args.seeds))
         return 0
     if args.command == "report":
         from raysearch.commands.report import report

@@ -265,3 +265,28 @@ def test_best_yaml_retrains_to_the_reported_accuracy(tiny_search_run: dict[str, 
     assert summary["backprops"] == metrics["backprops"]
     assert summary["clean_acc"] == metrics["clean_acc"]
     assert summary["robust_acc"] == metrics["robust_acc"]
+
+
+def test_pareto_labels_do_not_overlap() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from raysearch.reporting.plots import label_offsets
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    anchors = [(100.0, 0.80), (105.0, 0.805), (110.0, 0.80), (400.0, 0.5)]  # three cheap defaults in a clump
+    ax.set_xlim(0, 500)
+    ax.set_ylim(0.4, 0.9)
+    texts = ["M+DEAT (gamma=1.01)", "ATAS (c=0.01, beta=0.5)", "Amata-2-10 (linear)", "PGD-10"]
+    offsets = label_offsets(ax, anchors, texts)
+    boxes = []
+    for (x, y), text, (dx, dy, ha) in zip(anchors, texts, offsets, strict=True):
+        annotation = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, ha=ha)
+        fig.canvas.draw()
+        boxes.append(annotation.get_window_extent())
+    plt.close(fig)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)

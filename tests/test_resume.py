@@ -91,8 +91,10 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from raysearch.tuning.tensorboard import run_folder
+
     for trial in result.trials:
-        events = EventAccumulator(str(run_dir / "tensorboard" / trial.trial_id))
+        events = EventAccumulator(str(run_folder(run_dir / "tensorboard", trial.trial_id)))
         events.Reload()
         steps = [s.step for s in events.Scalars("objective/objective")]
         assert steps == list(range(1, trial.metrics["epoch"] + 1)), (trial.trial_id, steps)

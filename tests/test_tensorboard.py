@@ -9,7 +9,7 @@ from typing import Any
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from raysearch.tuning.tensorboard import TensorBoardCallback
+from raysearch.tuning.tensorboard import TensorBoardCallback, run_folder
 
 
 def record(epoch: int, status: str = "running") -> dict[str, Any]:
@@ -45,7 +45,9 @@ def test_scalars_hparams_and_resume(tmp_path) -> None:
     callback.on_trial_complete(0, [t], t)  # stopped by ASHA ("running" at the end)
     callback.on_trial_complete(0, [t], t)  # a repeated completion writes no second session
 
-    events = load(tmp_path / "tensorboard" / "abc")
+    folder = run_folder(tmp_path / "tensorboard", "abc")
+    assert folder is not None and folder.name == "00-abc-PGD_K=2"
+    events = load(folder)
     assert [s.step for s in events.Scalars("accuracy/robust")] == [1, 2, 3]
     assert {"schedule/k", "schedule/alpha", "mplus/grad_magnitude", "cost/backprops", "cost/forwards",
             "cost/train_seconds", "objective/objective", "accuracy/clean", "accuracy/fgsm",
@@ -54,9 +56,9 @@ def test_scalars_hparams_and_resume(tmp_path) -> None:
     content = events.PluginTagToContent("hparams")
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
     assert start.hparams["method"].string_value == "pgd" and start.hparams["k"].number_value == 2
-    assert start.hparams["trial_status"].string_value == "pruned"
+    assert start.hparams["status"].string_value == "pruned"
     assert start.hparams["search_space"].string_value == "baselines"
-    assert "trial.family" not in start.hparams
+    assert "trial.family" not in start.hparams and "amata.tau" not in start.hparams  # None: does not apply
     assert "_hparams_/session_end_info" in content
 
 
@@ -65,6 +67,6 @@ def test_failed_trial_without_results_still_gets_a_session(tmp_path) -> None:
     t = trial(None)
     t.status = "ERROR"
     callback.on_trial_error(0, [t], t)
-    content = load(tmp_path / "tensorboard" / "abc").PluginTagToContent("hparams")
+    content = load(run_folder(tmp_path / "tensorboard", "abc")).PluginTagToContent("hparams")
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
-    assert start.hparams["trial_status"].string_value == "failed"
+    assert start.hparams["status"].string_value == "failed"

@@ -23,10 +23,11 @@ Ray is imported inside the functions: ``trainables`` is usable without Ray.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ import torch
 from trainables.checkpoint import BEST_FILE, STATE_FILE, load_progress, load_run_state
 from trainables.config import TrainConfig, parse_config
 from trainables.engine import Run, start_run
+from trainables.faults import own_failures
 from trainables.status import Status
 from trainables.tune_report import node_metrics, report_epoch
 
@@ -112,23 +114,30 @@ def apply_resources(setup: TrialSetup) -> torch.device | None:
 
 def failed_before(trial_dir: str | None) -> bool:
     """Whether this trial already crashed more often than its retries allow (Tune appends
-    "Failure # N" to its ``error.txt``): a resumed search must not run it a third time."""
+    "Failure # N" to its ``error.txt``): a resumed search must not run it a third time.
+    Failures of the storage (a full disk) are not the trial's and do not count."""
     if not trial_dir:
         return False
     path = Path(trial_dir, "error.txt")
-    if not path.exists():
-        return False
-    import re
+    return path.exists() and own_failures(path.read_text(errors="replace")) > MAX_RETRIES
 
-    counts = [int(n) for n in re.findall(r"^Failure # (\d+)", path.read_text(errors="replace"), re.MULTILINE)]
-    return max(counts, default=1) > MAX_RETRIES
+
+def level_epochs(fraction: float, epochs: int) -> int:
+    """A level's epochs: the fraction of the run's, rounded to the nearest (at least 1)."""
+    return max(1, math.floor(fraction * epochs + 0.5))
 
 
 def level_config(cfg: TrainConfig, level: tuple[float, float]) -> TrainConfig:
-    """The complete, shorter run of ``cfg`` at a fidelity ``level`` (epoch and data fractions)."""
+    """The complete, shorter run of ``cfg`` at a fidelity ``level`` (epoch and data fractions).
+
+    Below full fidelity the run is evaluated once, at its end: a proxy is scored on its final
+    model, and evaluating every epoch would cost a cheap proxy more than its training."""
     epochs_fraction, data_fraction = level
-    epochs = max(1, math.ceil(epochs_fraction * cfg.epochs - 1e-9))
-    return dataclasses.replace(cfg, epochs=epochs, data_fraction=cfg.data_fraction * data_fraction)
+    if level == (1.0, 1.0):
+        return cfg
+    epochs = level_epochs(epochs_fraction, cfg.epochs)
+    return dataclasses.replace(cfg, epochs=epochs, data_fraction=cfg.data_fraction * data_fraction,
+                               eval=dataclasses.replace(cfg.eval, every=epochs))
 
 
 def fidelity_value(level: int, reduction_factor: float) -> float:
@@ -168,17 +177,31 @@ def _restored() -> tuple[_Progress, dict[str, Any] | None]:
     return progress, state
 
 
+def guard_failed(trainable: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a Tune function trainable so that a trial which already crashed on its own more
+    often than its retry allows ends at once as ``failed`` (a resumed search whose snapshot
+    still lists it as running would otherwise run it a third time). Custom trainables given
+    to ``raysearch search`` should be wrapped too."""
+
+    @functools.wraps(trainable)
+    def guarded(config: dict[str, Any], setup: TrialSetup | None = None) -> None:
+        if failed_before(_trial_dir()):
+            from ray import tune
+
+            tune.report({"status": Status.FAILED.value, "failed_before": True})
+            return
+        trainable(config, setup)
+
+    return guarded
+
+
+@guard_failed
 def tune_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -> None:
     """Ray Tune function trainable: one recipe through its fidelity levels (see module doc)."""
-    from ray import tune
-
     setup = setup or TrialSetup()
     register_plugins(setup.plugins)
     train_keys, controls = split_trial_config(config)
     device = apply_resources(setup)
-    if failed_before(_trial_dir()):
-        tune.report({"status": Status.FAILED.value, "failed_before": True})
-        return
     cfg = parse_config(train_keys)
     if setup.workers > 1 or (setup.gpus_per_trial >= 2 and torch.cuda.is_available()):
         from trainables.distributed import tune_data_parallel
@@ -188,8 +211,8 @@ def tune_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -> N
     node = node_metrics()
     levels = list(setup.levels)
     progress, state = _restored()
-    if controls.get("warm_start") and state is None:
-        progress.level = len(levels) - 1  # a paper default runs the experiment itself only
+    first = len(levels) - 1 if controls.get("warm_start") else 0  # a paper default runs the experiment only
+    progress.level = max(progress.level, first)
     for level in range(progress.level, len(levels)):
         last = level == len(levels) - 1
         run = start_run(level_config(cfg, levels[level]), device)
@@ -204,11 +227,16 @@ def tune_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -> N
             promoted = done and not last and run.status == Status.COMPLETED
             after = _Progress(level + 1, spent, seconds, level) if promoted else \
                 _Progress(level, progress.spent_backprops, progress.spent_seconds, level)
-            milestone = level if done else level - 1
+            if promoted:  # the level's run ended; the trial goes on (or the scheduler stops it: pruned)
+                record = {**record, "status": Status.RUNNING.value}
+            # A trial's rungs are the ends of the levels it ran: a paper default, which starts at
+            # the last level, is compared at no rung below it.
+            milestone = level if done else (level - 1 if level > first else -1)
             extra = {
                 **node, "level": level, "levels": len(levels), "level_end": done, "full_fidelity": last,
                 "fidelity": fidelity_value(milestone, setup.reduction_factor) if milestone >= 0 else 0.0,
                 "trial_backprops": spent, "trial_train_seconds": seconds,
+                "trial_epoch": sum(level_epochs(levels[lv][0], cfg.epochs) for lv in range(first, level)) + run.epoch,
                 "level_epochs": run.config.epochs, "level_data_fraction": run.config.data_fraction,
             }
             with tempfile.TemporaryDirectory() as directory:
@@ -256,6 +284,7 @@ def test_accuracy(run: Run, attacks: str, examples: int | None) -> dict[str, flo
     return out
 
 
+@guard_failed
 def confirm_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -> None:
     """Ray Tune function trainable of the confirmation stage: train the recipe with the config's
     seed (or, with ``trial.checkpoint``, take that finished run as it is), then report its
@@ -290,4 +319,5 @@ def confirm_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -
 
 
 __all__ = ["TRIAL_PREFIX", "TrialSetup", "apply_resources", "confirm_trainable", "failed_before", "fidelity_value",
+           "guard_failed",
            "level_config", "plugin_reference", "register_plugins", "split_trial_config", "test_accuracy", "tune_trainable"]

@@ -29,6 +29,7 @@ Speed is shown by this benchmark, never asserted by timed tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -37,7 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -235,14 +236,17 @@ def measure_search_overhead(samples: int | None = None, overrides: Iterable[str]
 
 def measure_precisions(case: Case, device: str, repeats: int,
                        precisions: Iterable[str] = ("fp32", "bf16")) -> list[dict[str, Any]]:
-    """Images/s of PGD-10 training of ``case`` per precision (channels_last as the engine picks)."""
+    """Images/s of PGD-10 training of ``case`` per precision (channels_last as the engine picks).
+    The fp32 row is true fp32: TF32 is off for it (PyTorch lets cuDNN convolutions use TF32 by
+    default, which would make it a TF32 row)."""
     import torch
 
     rows = []
     for precision in precisions:
         run = _make_run(case, 10, device, precision=precision)
-        epoch_seconds(run)
-        seconds = statistics.median(epoch_seconds(run) for _ in range(repeats))
+        with no_tf32(precision == "fp32"):
+            epoch_seconds(run)
+            seconds = statistics.median(epoch_seconds(run) for _ in range(repeats))
         images = run.batches_per_epoch * case.batch_size
         rows.append({"model": case.model, "k": 10, "precision": precision, "batch_size": case.batch_size,
                      "images_per_second": images / seconds})
@@ -250,6 +254,38 @@ def measure_precisions(case: Case, device: str, repeats: int,
         if device == "cuda":
             torch.cuda.empty_cache()
     return rows
+
+
+@contextlib.contextmanager
+def no_tf32(active: bool = True) -> Iterator[None]:
+    """TF32 off for cuDNN convolutions and CUDA matmuls inside the block (restored after)."""
+    import torch
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if active:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def device_state() -> dict[str, Any]:
+    """What decides GPU figures besides the code: TF32 settings and whether CUDA MPS (several
+    processes sharing one GPU's compute) is running; recorded next to the bench's figures."""
+    import shutil
+    import subprocess
+
+    import torch
+
+    mps = None
+    if shutil.which("pgrep"):
+        found = subprocess.run(["pgrep", "-c", "nvidia-cuda-mps"], capture_output=True, text=True)
+        mps = found.returncode == 0 and int(found.stdout.strip() or 0) > 0
+    return {"cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "mps_daemon": mps, "mps_pipe": os.environ.get("CUDA_MPS_PIPE_DIRECTORY")}
 
 
 def _share_worker(case: Case, device: str, processes: int, epochs: int, threads: int,
@@ -270,20 +306,29 @@ def _share_worker(case: Case, device: str, processes: int, epochs: int, threads:
 
 
 def measure_sharing(case: Case, device: str, processes: Iterable[int] = SHARE_PROCESSES, epochs: int = 3,
-                    threads: int = 1) -> list[dict[str, Any]]:
+                    threads: int = 1, timeout: float = 600.0, worker: Callable[..., None] | None = None,
+                    ) -> list[dict[str, Any]]:
     """Aggregate images/s of N separate processes training PGD-10 on one device at once:
-    all images over the span from the first start to the last end."""
+    all images over the span from the first start to the last end.
+
+    A worker that dies (or a run that takes longer than ``timeout`` seconds) ends the
+    measurement with a RuntimeError instead of a hang: the barrier has the same timeout, the
+    workers are daemons, and the results are awaited while watching them."""
     ctx = mp.get_context("spawn")
     rows = []
     for n in processes:
-        barrier, results = ctx.Barrier(n), ctx.Queue()
-        workers = [ctx.Process(target=_share_worker, args=(case, device, n, epochs, threads, barrier, results))
-                   for _ in range(n)]
+        barrier, results = ctx.Barrier(n, timeout=timeout), ctx.Queue()
+        workers = [ctx.Process(target=worker or _share_worker, args=(case, device, n, epochs, threads, barrier, results),
+                               daemon=True) for _ in range(n)]
         for w in workers:
             w.start()
-        spans = [results.get(timeout=1800) for _ in workers]
-        for w in workers:
-            w.join()
+        try:
+            spans = _await_workers(workers, results, timeout)
+        finally:
+            for w in workers:
+                if w.is_alive():
+                    w.terminate()
+                w.join(timeout=10)
         images = sum(s[2] for s in spans)
         wall = max(s[1] for s in spans) - min(s[0] for s in spans)
         rows.append({"processes": n, "model": case.model, "k": 10, "images_per_second": images / wall})
@@ -293,18 +338,39 @@ def measure_sharing(case: Case, device: str, processes: Iterable[int] = SHARE_PR
     return rows
 
 
+def _await_workers(workers: list[Any], results: Any, timeout: float) -> list[Any]:
+    """One result per worker, or a RuntimeError as soon as one died without giving its result."""
+    import queue
+
+    spans: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(spans) < len(workers):
+        try:
+            spans.append(results.get(timeout=0.5))
+            continue
+        except queue.Empty:
+            pass
+        dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+        if dead:
+            raise RuntimeError(f"a GPU-sharing worker exited with code {dead[0]}; the sharing figures are not measured")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the GPU-sharing workers gave no result within {timeout:.0f} s")
+    return spans
+
+
 def measure_gpu(s: Settings) -> dict[str, Any]:
     import torch
 
     case = Case("preact_resnet18", "synthetic", s.gpu_batch_size, s.gpu_batches)
     return {"name": torch.cuda.get_device_name(),
-            "memory_bytes": torch.cuda.get_device_properties(0).total_memory,
+            "memory_bytes": torch.cuda.get_device_properties(0).total_memory, "state": device_state(),
             "precision": measure_precisions(case, "cuda", s.repeats),
             "sharing": measure_sharing(case, "cuda", SHARE_PROCESSES, epochs=s.repeats)}
 
 
 def bench(json_output: bool = False, quick: bool = False, *, threads: int | None = None,
-          parts: Iterable[str] = PARTS, device: str | None = None) -> dict[str, Any]:
+          parts: Iterable[str] = PARTS, device: str | None = None, search: bool = False,
+          smoke: bool = False, seeds: Iterable[int] = (0, 1, 2)) -> dict[str, Any]:
     """Measure the speed figures of SPEC §13 here; print a table (or, with ``json_output``, one
     JSON object as the last line of standard output) and return them as a dict.
 
@@ -313,8 +379,34 @@ def bench(json_output: bool = False, quick: bool = False, *, threads: int | None
         threads: torch CPU threads for the whole benchmark (default: 1 on CPU, torch's setting on GPU).
         parts: which of "attack", "overhead", "search", "gpu" to measure.
         device: "cpu" or "cuda" (default: cuda when available).
+        search: instead, compare the searches' cost and confirmed answers
+            (:mod:`raysearch.commands.bench_search`) over the search ``seeds``.
+        smoke: instead, exercise every GPU path once (:mod:`raysearch.commands.smoke`).
+
+    Example::
+
+        >>> import raysearch
+        >>> figures = raysearch.bench(quick=True, parts=("attack",))  # doctest: +SKIP
+        >>> figures["attack_efficiency"][0]["ratio"]  # doctest: +SKIP
     """
     import torch
+
+    if search:
+        from raysearch.commands.bench_search import compare_searches, print_comparison
+
+        comparison = compare_searches(tuple(seeds), quick=quick)
+        if json_output:
+            print(json.dumps(comparison, default=str), flush=True)
+        else:
+            print_comparison(comparison)
+        return comparison
+    if smoke:
+        from raysearch.commands.smoke import smoke as run_smoke
+
+        figures = run_smoke(device=device)
+        if json_output:
+            print(json.dumps(figures, default=str), flush=True)
+        return figures
 
     parts = set(parts)
     unknown = parts - set(PARTS)
@@ -343,9 +435,9 @@ def bench(json_output: bool = False, quick: bool = False, *, threads: int | None
                 result["non_model_overhead"] += overhead
         if "search" in parts:
             _log("search overhead: the demo search" + (" (quick: 2 trials of 1 epoch)" if quick else ""))
-            search = measure_search_overhead(s.search_samples, s.search_overrides)
-            result["search_overhead"] = search["fraction"]
-            result["search"] = search
+            slots = measure_search_overhead(s.search_samples, s.search_overrides)
+            result["search_overhead"] = slots["fraction"]
+            result["search"] = slots
         if "gpu" in parts and device == "cuda":
             _log("GPU throughput per precision and with 1, 2, 4 processes sharing it")
             result["gpu"] = measure_gpu(s)

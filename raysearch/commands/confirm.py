@@ -75,30 +75,31 @@ class ConfirmResult:
     interrupted: bool = False
 
 
-def recipes(run: RunInfo, top: int) -> list[tuple[TrialRecord, str]]:
-    """(trial, label) of the top ``top`` searched recipes and every finished paper default."""
+def recipes(run: RunInfo, top: int, defaults: bool = True) -> list[tuple[TrialRecord, str]]:
+    """(trial, label) of the top ``top`` searched recipes and every finished paper default
+    (``defaults`` False: the top ``top`` finished trials, paper defaults or not)."""
     chosen: list[tuple[TrialRecord, str]] = []
     seen: set[str] = set()
     for trial in ranked(finished_runs(run.trials)):
-        if len([c for c in chosen if not c[0].warm_start]) >= top:
+        if len([c for c in chosen if not c[0].warm_start or not defaults]) >= top:
             break
-        if trial.warm_start:
+        if trial.warm_start and defaults:
             continue
         fingerprint = config_hash(trial.config)
         if fingerprint in seen:
             continue
         seen.add(fingerprint)
         chosen.append((trial, f"#{len(chosen) + 1} {describe(trial.config)}"))
-    for trial in finished_runs(run.trials):
+    for trial in finished_runs(run.trials) if defaults else []:
         if trial.warm_start and config_hash(trial.config) not in seen:
             seen.add(config_hash(trial.config))
             chosen.append((trial, trial.warm_start))
     return chosen
 
 
-def plan_items(run: RunInfo, top: int, seeds: int) -> list[Item]:
+def plan_items(run: RunInfo, top: int, seeds: int, defaults: bool = True) -> list[Item]:
     items = []
-    for trial, label in recipes(run, top):
+    for trial, label in recipes(run, top, defaults):
         base = int(trial.config.get("seed", 0) or 0)
         for i in range(seeds):
             config = {**trial.config, "seed": base + i}
@@ -158,10 +159,8 @@ def _stage_results(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
 
 
 def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = None, progress: bool = True,
-                     attacks: str | None = None, examples: int | None = None) -> ConfirmResult:
+                     attacks: str | None = None, examples: int | None = None, defaults: bool = True) -> ConfirmResult:
     """Confirm the run in ``run_dir`` (Ray must be initialized or will be, locally)."""
-    import ray
-
     from raysearch.tuning.progress import ProgressLines
     from raysearch.tuning.tuner import (
         INTERRUPT,
@@ -169,6 +168,7 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
         Stage,
         build_tuner,
         can_restore,
+        fit,
         quiet_tune,
         restore_tuner,
     )
@@ -178,7 +178,7 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
     search = run.search.get("confirm") or {}
     attacks = attacks or search.get("attacks") or "pgd50x10"
     examples = examples if examples is not None else search.get("examples")
-    items = plan_items(run, top, seeds)
+    items = plan_items(run, top, seeds, defaults)
     csv_path = run.run_dir / CONFIRMATION_CSV
     own = {(str(r["trial_id"]), int(r["seed"])): r for r in read_rows(csv_path) if r.get("source") in OWN_SOURCES}
     known = _known_rows(run)
@@ -208,14 +208,9 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
         setup = TrialSetup(gpus_per_trial=request.get("gpu", 0.0), plugins=plan.plugins if plan is not None else ())
         trainable = tune.with_resources(tune.with_parameters(confirm_trainable, setup=setup), request)
         with quiet_tune():
-            if not ray.is_initialized():
-                from raysearch.tuning.resources import local_resources
+            from raysearch.tuning.resources import init_ray
 
-                available = local_resources()
-                import logging
-
-                ray.init(num_cpus=int(available["CPU"]), num_gpus=int(available["GPU"]), include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.WARNING)
+            init_ray()
             INTERRUPT.clear()
             if can_restore(str(stage_path)):
                 tuner = restore_tuner(str(stage_path), trainable)
@@ -233,7 +228,7 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
                 tuner = build_tuner(Stage("confirm", str(run.run_dir), trainable, {},
                                           FixedConfigs(points), None, len(points),
                                           slots, callbacks))
-            tuner.fit()
+            fit(tuner, str(run.run_dir))
         interrupted = INTERRUPT.is_set()
     finished = _stage_results(stage_path)
     for item in todo:

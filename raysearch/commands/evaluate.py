@@ -288,8 +288,10 @@ def _load_weights(model: Model) -> dict[str, torch.Tensor]:
         raise ConfigError("checkpoint", str(model.weights), "does not hold a state dict")
     if model.state_key is None:
         return state
-    weights = state.get(model.state_key)
-    return weights if weights is not None else state["model"]
+    weights = state.get(model.state_key, state.get("model"))
+    if not isinstance(weights, dict):
+        raise ConfigError("checkpoint", str(model.weights), f"holds no model weights (no {model.state_key!r} entry)")
+    return weights
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -327,7 +329,11 @@ def _evaluate_model(model: Model, attacks: Sequence[Attack], device: torch.devic
     test = materialize(data.test, examples)  # None: all
     x, y = test.images().to(device), test.y.to(device)
     net = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std)
-    net.load_state_dict(_load_weights(model))
+    try:
+        net.load_state_dict(_load_weights(model))
+    except RuntimeError as err:  # another model's weights, or none at all
+        first = " ".join(str(err).split())[:160]
+        raise ConfigError("checkpoint", str(model.weights), f"does not hold weights of a {cfg.model} ({first})") from None
     net.to(device).eval().requires_grad_(False)
     eps = cfg.epsilon
     torch.manual_seed(seed)

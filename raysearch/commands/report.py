@@ -378,6 +378,15 @@ def report(run_dir: str | os.PathLike[str], progress: bool = True) -> ReportResu
     Raises :class:`~trainables.registry.ConfigError` when ``run_dir`` holds no trials.
     """
     run = load_run(run_dir)
+    try:
+        return _write_report(run, progress)
+    except OSError as err:
+        from raysearch.rundir.storage import StorageError
+
+        raise StorageError.of(str(run.run_dir), err, "writing the report into") from None
+
+
+def _write_report(run: RunInfo, progress: bool) -> ReportResult:
     root = run.run_dir
     files = {name: root / name for name in (TRIALS_CSV, PARETO_PNG, SCHEDULES_PNG, REPORT_MD)}
     flags = _pareto_flags(run.trials)

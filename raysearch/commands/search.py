@@ -53,7 +53,7 @@ from raysearch.rundir.storage import (
     write_text,
 )
 from raysearch.rundir.summary import write_summary
-from raysearch.tuning.tuner import INTERRUPT, quiet_tune
+from raysearch.tuning.tuner import INTERRUPT, fit, quiet_tune
 from trainables.registry import ConfigError
 from trainables.status import Status
 
@@ -296,10 +296,6 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
     if s.population_based:
         raise ConfigError("search.algorithm", s.algorithm, "population-based training runs through "
                           "raysearch search with search.algorithm pbt or pb2 (see the README)")
-    from trainables.evaluation import parse_attacks
-
-    if s.confirm.top:
-        parse_attacks(s.confirm.attacks, allow_autoattack=False)
     space = search_spaces.get_space(s.space, cfg.epsilon)
     data = _load_data(cfg)
     levels = tuple(s.fidelity.levels()) if s.time_attr == "fidelity" else ((1.0, 1.0),)
@@ -343,15 +339,9 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
 def _init_ray(plan: SearchPlan) -> None:
     import ray
 
-    from raysearch.tuning.resources import concurrent_slots, trial_resources
+    from raysearch.tuning.resources import concurrent_slots, init_ray, trial_resources
 
-    if not ray.is_initialized():
-        if plan.address is None:
-            ray.init(num_cpus=int(plan.available["CPU"]), num_gpus=int(plan.available["GPU"]), include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.WARNING)
-        else:
-            ray.init(address=plan.address, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
+    init_ray(plan.address, plan.available)
     if plan.joined:
         plan.available = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
         s = plan.experiment.search
@@ -409,7 +399,7 @@ def _reference_record(plan: SearchPlan, progress: bool) -> TrialRecord | None:
         tuner = build_tuner(Stage("reference", plan.run_dir, trainable, param_space, callbacks=callbacks))
     if progress:
         print(f"[reference] training {REFERENCE_LABEL} first: its robust accuracy is the target", flush=True)
-    tuner.fit()
+    fit(tuner, plan.run_dir)
     if INTERRUPT.is_set():
         return None
     folders = sorted(Path(path).glob("trial_*"))
@@ -463,7 +453,7 @@ def _search_stage(plan: SearchPlan, target: float | None, prior: list[Prior], pr
     cfg = exp.train_config
     trainable = _trainable(plan, _import(exp.trainable), _setup(plan))
     if plan.resume:
-        return restore_tuner(plan.run_dir, trainable)
+        return restore_tuner(plan.run_dir, trainable, after_storage_error=storage_failed(plan.run_dir))
     metric, mode = search_metric(cfg.objective)
     sampler = make_sampler(s.algorithm, seed=s.seed, multi_objective=isinstance(metric, list), samples=s.samples)
     storage = None if is_uri(plan.run_dir) else f"sqlite:///{join(plan.run_dir, STUDY_FILE)}"
@@ -477,7 +467,7 @@ def _search_stage(plan: SearchPlan, target: float | None, prior: list[Prior], pr
         metric_names=metric_names(cfg.objective, cfg.cost_weight), study_attrs=study_attrs, budget=plan.budget,
         space_name=s.space, prior=_prior_trials(plan, prior), target=target if cfg.objective == "target" else None)
     watch = InterruptWatch(searcher)
-    callbacks: list[Any] = [watch, TensorBoardCallback()]
+    callbacks: list[Any] = [watch, TensorBoardCallback(time_attr=s.time_attr)]
     if progress:
         budget_runs = s.budget
         callbacks.append(ProgressLines(s.samples, plan.cost.reference_backprops, budget_runs))
@@ -531,8 +521,20 @@ def launch(plan: SearchPlan, progress: bool = True) -> Launched:
                       flush=True)
         tuner = _search_stage(plan, target, prior, progress)
         startup = time.monotonic() - plan.start
-        tuner.fit()
+        fit(tuner, plan.run_dir, plan.experiment.search.samples)
     return Launched(INTERRUPT.is_set(), startup, target)
+
+
+def storage_failed(run_dir: str) -> bool:
+    """Whether a trial of the run crashed because the storage failed (a full disk)."""
+    from trainables.faults import storage_words
+
+    if is_uri(run_dir):
+        return False
+    for path in Path(run_dir).glob("trial_*/error.txt"):
+        if storage_words(path.read_text(errors="replace")):
+            return True
+    return False
 
 
 def _experiment_yaml(exp: Experiment) -> str:
@@ -576,13 +578,16 @@ def collect(plan: SearchPlan, launched: Launched, progress: bool = True) -> Sear
 
     wall = time.monotonic() - plan.start
     cfg = plan.experiment.train_config
-    state = "interrupted" if launched.interrupted else "finished"
+    interrupted = launched.interrupted
     if not is_uri(plan.run_dir):
-        write_summary(plan.run_dir, {"state": state})
+        write_summary(plan.run_dir, {"state": "interrupted" if interrupted else "finished"})
         run = load_run(plan.run_dir, allow_empty=True)
         trials = run.trials
+        # a trial left cut short (by an earlier Ctrl-C that a resume did not reach) is unfinished work too
+        interrupted = interrupted or any(t.status == Status.INTERRUPTED for t in trials)
     else:
         run, trials = None, []
+    state = "interrupted" if interrupted else "finished"
     best = best_trial(trials)
     backprops, train_seconds, trial_seconds = _search_cost(run) if run else (0, 0.0, 0.0)
     pareto: list[str] = []
@@ -603,8 +608,7 @@ def collect(plan: SearchPlan, launched: Launched, progress: bool = True) -> Sear
             "best_trial": best.trial_id if best else None,
         })
     result = SearchResult(plan.run_dir, trials, best, wall, trial_seconds, plan.concurrency,
-                          plan.cost.reference_backprops, pareto, launched.startup_seconds, launched.interrupted,
-                          summary)
+                          plan.cost.reference_backprops, pareto, launched.startup_seconds, interrupted, summary)
     return result
 
 

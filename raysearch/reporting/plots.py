@@ -42,6 +42,35 @@ def _title(run: RunInfo, what: str) -> str:
     return f"{run.name}: {what}\n{e.get('dataset', '?')}, {e.get('model', '?')}, ε = {eps_text}, {run.epochs} epochs"
 
 
+def label_offsets(ax: Any, anchors: list[tuple[float, float]], texts: list[str], font_points: float = 8.0
+                  ) -> list[tuple[float, float, str]]:
+    """Offsets (points) for labels at ``anchors`` so that no two label boxes overlap: each label
+    points into the axes, away from the nearest edges, and tries rows above and below its
+    point (nearest first) until its box is clear of the labels already placed."""
+    fig = ax.figure
+    scale = fig.dpi / 72.0  # points -> pixels
+    placed: list[tuple[float, float, float, float]] = []
+    out: dict[int, tuple[float, float, str]] = {}
+    for i in sorted(range(len(anchors)), key=lambda j: -anchors[j][1]):
+        (x, y), text = anchors[i], texts[i]
+        px, py = ax.transData.transform((x, y))
+        xa, ya = ax.transAxes.inverted().transform((px, py))
+        dx = 12 if xa < 0.65 else -12
+        ha = "left" if dx > 0 else "right"
+        width, height = 0.6 * font_points * len(text) * scale, 1.4 * font_points * scale
+        direction = 1 if ya < 0.75 else -1
+        for step in range(12):
+            dy = direction * 14 + (step // 2 + (step % 2)) * 13 * (1 if step % 2 else -1) * direction
+            left = px + dx * scale - (width if ha == "right" else 0)
+            bottom = py + dy * scale - height / 2
+            box = (left, bottom, left + width, bottom + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        out[i] = (dx, dy, ha)
+    return [out[i] for i in range(len(anchors))]
+
+
 def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
     """Robust accuracy vs backprops of every trial, the front, the defaults and the PGD-10 budget."""
     import matplotlib
@@ -81,21 +110,14 @@ def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.autoscale_view()
 
-    def offset(x: float, y: float, i: int) -> tuple[float, float, str]:
-        """Label offset (points) that points into the axes, away from the nearest edges."""
-        xa, ya = ax.transAxes.inverted().transform(ax.transData.transform((x, y)))
-        dx = 12 if xa < 0.65 else -12
-        dy = (14 + 10 * (i % 2)) * (1 if ya < 0.75 else -1)
-        return dx, dy, "left" if dx > 0 else "right"
-
     labelled = [t for t, _, _ in points if t.warm_start]
-    for i, trial in enumerate(labelled):
-        x, y = metric(trial, "backprops"), metric(trial, "robust_acc")
+    texts = [(t.warm_start or "") + ("" if t.status == Status.COMPLETED else f" [{t.status.value}]") for t in labelled]
+    anchors = [(metric(t, "backprops"), metric(t, "robust_acc")) for t in labelled]
+    for i, ((x, y), text, (dx, dy, ha)) in enumerate(zip(anchors, texts, label_offsets(ax, anchors, texts),
+                                                        strict=True)):
         ax.scatter([x], [y], marker="*", s=220, facecolors="gold", edgecolors="black", lw=0.8, zorder=5,
                    label="paper default (warm start)" if i == 0 else None)
-        dx, dy, ha = offset(x, y, i)
-        ax.annotate((trial.warm_start or "") + ("" if trial.status == Status.COMPLETED else f" [{trial.status.value}]"),
-                    (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, ha=ha,
+        ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, ha=ha,
                     arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.7})
     best = best_trial(run.trials)
     if best is not None and not math.isnan(metric(best, "robust_acc")):

@@ -89,13 +89,13 @@ def _fractions(key: str, values: Any) -> tuple[float, ...]:
 class FidelityConfig:
     """Low-fidelity proxies as complete, shorter runs (``time_attr: fidelity``).
 
-    Level i trains ``epochs[i]`` of the run's epochs (rounded up) on ``data_fraction[i]`` of
+    Level i trains ``epochs[i]`` of the run's epochs (rounded, at least one) on ``data_fraction[i]`` of
     its training split, each with its own full learning-rate and K schedule; the full run is
     always the last level (added when the lists do not end with it). A list of one value
     applies to every level.
     """
 
-    epochs: tuple[float, ...] = (1 / 3,)
+    epochs: tuple[float, ...] = (0.5,)
     data_fraction: tuple[float, ...] = (0.5,)
 
     def __post_init__(self) -> None:
@@ -142,6 +142,12 @@ class ConfirmConfig:
             raise ConfigError("search.confirm.margin", self.margin, "must be in [0, 1) (robust accuracy, 0.02 = 2 points)")
         if not isinstance(self.attacks, str) or not self.attacks.strip():
             raise ConfigError("search.confirm.attacks", self.attacks, "must name attacks, e.g. pgd50x10 or pgd20,cw20")
+        from trainables.evaluation import parse_attacks
+
+        try:
+            parse_attacks(self.attacks, allow_autoattack=False)
+        except ConfigError as err:
+            raise ConfigError("search.confirm.attacks", self.attacks, err.allowed, err.hint) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

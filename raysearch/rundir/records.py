@@ -24,11 +24,11 @@ import glob
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainables.faults import own_failures
 from trainables.status import Status
 
 PARAMS_FILE, RESULT_FILE, ERROR_FILE = "params.json", "result.json", "error.txt"
@@ -39,7 +39,6 @@ CONTROL_PREFIX = "trial."  # per-trial keys the search sets beside the config (w
 TUNE_KEYS = frozenset({"config", "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "date",
                        "time_this_iter_s", "pid", "hostname", "time_since_restore",
                        "iterations_since_restore", "experiment_tag", "training_iteration"})
-_FAILURE = re.compile(r"^Failure # (\d+)", re.MULTILINE)
 
 
 def finite(value: Any) -> float:
@@ -52,12 +51,10 @@ def finite(value: Any) -> float:
 
 
 def failures(trial_dir: str | os.PathLike[str]) -> int:
-    """How often the trial crashed, from Tune's ``error.txt`` (0 when it never did)."""
+    """How often the trial crashed on its own, from Tune's ``error.txt`` (0 when it never did;
+    failures of the storage are not the trial's)."""
     path = Path(trial_dir, ERROR_FILE)
-    if not path.exists():
-        return 0
-    counts = [int(n) for n in _FAILURE.findall(path.read_text(errors="replace"))]
-    return max(counts, default=1)
+    return own_failures(path.read_text(errors="replace")) if path.exists() else 0
 
 
 def final_status(last_status: str | None, crashes: int, tune_status: str | None, interrupted: bool,

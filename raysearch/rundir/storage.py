@@ -61,6 +61,46 @@ def free_bytes(path: str) -> int | None:
         return None
 
 
+RESERVE_FILE = ".raysearch-reserve"
+
+
+def reserve_bytes(trials: int) -> int:
+    """Room for the driver's last writes after a full disk: Tune's experiment state (~14 KiB a
+    trial on the demo), the searcher's state, the Optuna study, TensorBoard and the summary."""
+    return 2**20 + 64 * 2**10 * max(trials, 1)
+
+
+def hold_reserve(run_dir: str, size: int) -> str | None:
+    """Set ``size`` bytes of the run directory's filesystem aside (a file of real bytes, not a
+    sparse one), to be given back by :func:`release_reserve` the moment the storage fills up:
+    the driver then still has room to write Tune's experiment state, the Optuna study and the
+    summary completely, so a full disk never leaves a half-written run state that ``--resume``
+    cannot read. None when the run directory is remote or the space is not there."""
+    if is_uri(run_dir):
+        return None
+    path = str(Path(run_dir, RESERVE_FILE))
+    block = b"\xff" * 2**16
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            for _ in range(max(size // len(block), 1)):
+                f.write(block)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        release_reserve(path)
+        return None
+    return path
+
+
+def release_reserve(path: str | None) -> None:
+    if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
 def write_text(path: str, text: str) -> None:
     if is_uri(path):
         import pyarrow.fs
@@ -68,9 +108,12 @@ def write_text(path: str, text: str) -> None:
         fs, fs_path = pyarrow.fs.FileSystem.from_uri(path)
         with fs.open_output_stream(fs_path) as f:
             f.write(text.encode())
-    else:
+        return
+    try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
+    except OSError as err:
+        raise StorageError.of(path, err, "writing") from None
 
 
 def read_experiment_file(run_dir: str) -> Experiment:
@@ -96,4 +139,6 @@ def read_experiment_file(run_dir: str) -> Experiment:
     return experiment_from_dict(data, default_name=Path(run_dir.rstrip("/")).name)
 
 
-__all__ = ["EXPERIMENT_FILE", "StorageError", "check_storage", "free_bytes", "is_uri", "join", "read_experiment_file", "write_text"]
+__all__ = ["EXPERIMENT_FILE", "RESERVE_FILE", "StorageError", "check_storage", "free_bytes", "hold_reserve", "is_uri", "join",
+           "read_experiment_file", "release_reserve", "reserve_bytes",
+           "write_text"]

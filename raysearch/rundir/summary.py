@@ -40,8 +40,13 @@ def write_summary(run_dir: str | os.PathLike[str], updates: dict[str, Any]) -> d
             if summary.get(f"{key}_backprops") is not None:
                 summary[f"{key}_cost_runs"] = round(summary[f"{key}_backprops"] / reference, 4)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str))
+        os.replace(tmp, path)
+    except OSError as err:
+        from raysearch.rundir.storage import StorageError
+
+        raise StorageError.of(str(path), err, "writing") from None
     return summary
 
 

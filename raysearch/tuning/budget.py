@@ -25,7 +25,7 @@ from trainables.data.loader import batches_in
 from trainables.objective import reference_backprops
 from trainables.parts import make_schedule
 from trainables.schedules import Schedule
-from trainables.trainable import level_config, split_trial_config
+from trainables.trainable import level_config, level_epochs, split_trial_config
 
 
 class _Probe:
@@ -108,7 +108,7 @@ class CostModel:
     base: tuple[tuple[str, Any], ...] = ()
 
     def level_epochs(self, level: int) -> int:
-        return max(1, math.ceil(self.levels[level][0] * self.epochs - 1e-9))
+        return level_epochs(self.levels[level][0], self.epochs)
 
     def level_batches(self, level: int) -> int:
         n = max(1, math.ceil(self.levels[level][1] * self.train_size))

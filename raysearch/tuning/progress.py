@@ -67,7 +67,8 @@ class ProgressLines(Callback):
         if isinstance(spent, (int, float)):
             self.spent[trial.trial_id] = float(spent)
         objective = result.get("objective")
-        if result.get("full_fidelity", True) and isinstance(objective, (int, float)) and math.isfinite(objective):
+        final = result.get("full_fidelity", True) and result.get("status", Status.COMPLETED.value) != Status.RUNNING.value
+        if final and isinstance(objective, (int, float)) and math.isfinite(objective):
             self.best = objective if self.best is None else min(self.best, objective)
         now = time.monotonic()
         if now - self.last_beat >= 30:
@@ -96,9 +97,26 @@ class ProgressLines(Callback):
         with contextlib.suppress(Exception):
             self._line(trial, failed=False)
 
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        with contextlib.suppress(Exception):
+            print(f"[{self.stage}] trial {trial.trial_id} crashed, retrying from its last checkpoint: "
+                  f"{error_line(trial)}", flush=True)
+
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         with contextlib.suppress(Exception):
             self._line(trial, failed=True)
+            print(f"[{self.stage}] trial {trial.trial_id} failed after its retry: {error_line(trial)}", flush=True)
 
 
-__all__ = ["ProgressLines", "live_status"]
+def error_line(trial: Any) -> str:
+    """The last line of a trial's error (its exception) and where the whole traceback is."""
+    path = getattr(trial, "error_file", None)
+    try:
+        with open(path or "", errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return "(no error file could be read)"
+    return f"{lines[-1] if lines else 'unknown error'} (traceback: {path})"
+
+
+__all__ = ["ProgressLines", "error_line", "live_status"]

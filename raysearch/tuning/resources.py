@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from trainables.registry import ConfigError
 
@@ -28,6 +29,29 @@ def local_resources() -> dict[str, float]:
     except Exception:  # a broken CUDA install means no usable GPU, not a failed search
         gpus = 0
     return {"CPU": float(cpus), "GPU": float(gpus)}
+
+
+# Every task and actor of a raysearch job: one that asked for no GPU gets CUDA_VISIBLE_DEVICES=""
+# (Ray 2.60 otherwise leaves the variable alone, and a CPU trial on a GPU node sees every GPU).
+RAY_RUNTIME_ENV = {"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}
+
+
+def init_ray(address: str | None = None, available: Mapping[str, float] | None = None) -> None:
+    """Start Ray for a raysearch job: a local instance with ``available`` CPUs and GPUs (this
+    machine's by default), or join the cluster at ``address``; quiet, without a dashboard."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
+                              "runtime_env": RAY_RUNTIME_ENV}
+    if address is not None:
+        ray.init(address=address, **common)
+        return
+    have = available or local_resources()
+    ray.init(num_cpus=int(have["CPU"]), num_gpus=int(have["GPU"]), **common)
 
 
 def trial_resources(cpus_per_trial: float, gpus_per_trial: float | None,

@@ -82,6 +82,7 @@ class Stage:
     max_concurrent: int | None = None
     callbacks: list[Any] = field(default_factory=list)
     reuse_actors: bool = True
+    stop: Any = None
 
     @property
     def path(self) -> str:
@@ -95,8 +96,15 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def build_tuner(stage: Stage) -> Any:
+    """A new Tune run of ``stage``; a :class:`StorageWatch` ends it when storage fails."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from raysearch.tuning.storage_watch import StorageErrors, StorageWatch
+
+    if stage.stop is None:
+        stage.stop = StorageWatch()
+        stage.callbacks = [*stage.callbacks, StorageErrors(stage.stop)]
 
     return tune.Tuner(
         stage.trainable,
@@ -118,6 +126,7 @@ def build_tuner(stage: Stage) -> Any:
         run_config=tune.RunConfig(
             name=stage.name,
             storage_path=stage.storage_path,
+            stop=stage.stop,
             # Keep two checkpoints: Tune forces an experiment snapshot every `num_to_keep`
             # trial checkpoints, so the one a snapshot points at still exists after a kill.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -128,13 +137,66 @@ def build_tuner(stage: Stage) -> Any:
     )
 
 
-def restore_tuner(path: str, trainable: Any) -> Any:
+def restore_tuner(path: str, trainable: Any, after_storage_error: bool = False) -> Any:
     """Continue a stage: finished trials are kept, unfinished ones continue from their last
-    checkpoint, errored ones already had their retry and stay failed."""
+    checkpoint; errored ones already had their retry and stay failed (a trial whose Tune
+    snapshot is stale ends at once as failed: :func:`trainables.trainable.guard_failed`).
+    After a storage error, errored trials are continued too: the storage failed, not them."""
     from ray import tune
 
-    return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
+    check_run_state(path)
+    return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=after_storage_error,
                               restart_errored=False)
+
+
+def fit(tuner: Any, path: str, trials: int = 1) -> Any:
+    """``tuner.fit()``, with a storage failure (in a trial or in the driver) turned into one
+    :class:`~raysearch.rundir.storage.StorageError` naming the path; finished work stays."""
+    from raysearch.rundir.storage import StorageError, hold_reserve, release_reserve, reserve_bytes
+    from raysearch.tuning.storage_watch import PROBLEMS, RESERVES, storage_problem
+
+    PROBLEMS.clear()
+    reserve = hold_reserve(path, reserve_bytes(trials))
+    RESERVES[:] = [reserve] if reserve else []
+    try:
+        grid = tuner.fit()
+    except Exception as err:
+        problem = storage_problem(err)
+        if problem is None:
+            raise
+        raise StorageError(f"writing the run directory {path} failed: {problem}; free space, then continue with "
+                           f"raysearch search --resume {path}") from None
+    finally:
+        RESERVES.clear()
+        release_reserve(reserve)
+    if PROBLEMS:
+        raise StorageError(f"a trial could not write to the run directory {path}: {PROBLEMS[0]}; free space, "
+                           f"then continue with raysearch search --resume {path}")
+    return grid
+
+
+def check_run_state(path: str) -> None:
+    """Make sure Tune resumes from a readable experiment state: a newest state file that is not
+    valid JSON (written by a raysearch before the storage reserve, or cut short by a crash of
+    the machine) is set aside as ``*.damaged`` so Tune takes the one before it; when none is
+    readable, say so in one line instead of letting Tune silently start the search over."""
+    import json
+
+    from raysearch.rundir.storage import StorageError
+
+    if "://" in path:
+        return
+    states = sorted(Path(path).glob("experiment_state-*.json"))
+    while states:
+        newest = states.pop()
+        try:
+            json.loads(newest.read_text())
+            return
+        except (ValueError, UnicodeDecodeError):
+            newest.rename(newest.with_suffix(".json.damaged"))
+    raise StorageError(f"the Ray Tune state in {path} is damaged (cut short while it was written) and no earlier "
+                       f"copy is readable, so the search cannot be resumed; start a new search beside it (its finished "
+                       f"paper defaults are reused)")
 
 
 def can_restore(path: str) -> bool:
@@ -147,15 +209,17 @@ def can_restore(path: str) -> bool:
 
 @contextlib.contextmanager
 def own_sigint() -> Iterator[None]:
-    """Give the process its own SIGINT handler back after Tune: a run that ends normally leaves
-    Tune's handler installed, and the next Ctrl-C (during confirmation or a report) would go to
-    a finished run."""
-    previous = signal.getsignal(signal.SIGINT)
+    """Give the process its own SIGINT (and SIGUSR1) handlers back after Tune: a run that ends
+    normally leaves Tune's handler installed, and the next Ctrl-C (during confirmation or a
+    report) would go to a finished run."""
+    signals = [signal.SIGINT, *([signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])]
+    previous = {sig: signal.getsignal(sig) for sig in signals}
     try:
         yield
     finally:
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -165,15 +229,24 @@ def quiet_tune() -> Iterator[None]:
     Tune's CSV and JSON loggers are passed explicitly and TensorBoard is written by
     raysearch's own callback, so Ray's automatic loggers (which add a TBX logger) are off;
     the snapshots forced by ``CheckpointConfig(num_to_keep)`` are intended (no warning);
-    the legacy reporter with ``verbose=0`` prints nothing (raysearch prints its own lines)."""
-    values = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    the legacy reporter with ``verbose=0`` prints nothing (raysearch prints its own lines, and
+    a line per trial failure instead of Tune's traceback, which stays in the trial's error.txt)."""
+    values = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
+              "RAY_IGNORE_UNHANDLED_ERRORS": "1", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
               "RAY_AIR_NEW_OUTPUT": "0"}
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
+    import logging
+
+    from raysearch.tuning.storage_watch import quiet_stop_line
+
+    tune_log = logging.getLogger("ray.tune.tune")
+    tune_log.addFilter(quiet_stop_line)
     try:
         with own_sigint():
             yield
     finally:
+        tune_log.removeFilter(quiet_stop_line)
         for key, value in old.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -190,5 +263,5 @@ def trial_checkpoint(trial_dir: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-__all__ = ["INTERRUPT", "MAX_FAILURES", "InterruptWatch", "Stage", "build_tuner", "can_restore", "quiet_tune", "restore_tuner",
+__all__ = ["INTERRUPT", "MAX_FAILURES", "InterruptWatch", "Stage", "build_tuner", "can_restore", "check_run_state", "quiet_tune", "restore_tuner",
            "trial_checkpoint"]

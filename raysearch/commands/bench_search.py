@@ -1,0 +1,190 @@
+"""``raysearch bench --search``: what a search costs and what its answer is worth, measured.
+
+Three searches of the demo experiment (same data, epochs, trade-off objective), each with
+``seeds`` search seeds, side by side:
+
+- ``baseline``: raysearch 0.1's search: 40 trials, multivariate TPE + ASHA on the backprops
+  axis, no budget;
+- ``new``: the demo's default: complete low-fidelity proxies promoted by ASHA, a budget;
+- ``random``: random configurations, full runs only, at the new search's budget.
+
+Each search's best recipe (lowest validation objective among finished full runs) gets the
+same confirmation: its own run and ``confirm_seeds − 1`` more seeds, attacked with PGD-50×10 on
+the test split. The *confirmed objective* is the trade-off objective of the confirmed mean
+test robust accuracy and the recipe's cost. The figures are medians over the search seeds.
+
+``fidelity`` (on by default with ``--search``) measures how well each fidelity level predicts
+the full run: ``recipes`` random recipes of the space run at every level and, at full
+fidelity, with ``confirm_seeds`` seeds on the test split; the Spearman rank correlation between
+each level's validation objective and the confirmed objective.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+VARIANTS: dict[str, list[str]] = {
+    "baseline": ["search.time_attr=backprops", "search.budget=null", "search.samples=40", "search.reuse=false"],
+    "new": ["search.reuse=false"],
+    "random": ["search.algorithm=random", "search.scheduler=none", "search.time_attr=backprops", "search.reuse=false"],
+}
+QUICK = ["epochs=2", "eval.examples=100", "search.samples=4", "search.budget=null", "search.space=baselines"]
+
+
+def _log(message: str) -> None:
+    print(f"[bench --search] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    variant: str
+    seed: int
+    cost_runs: float
+    seconds: float
+    trials: int
+    best: str
+    confirmed_robust: float
+    confirmed_objective: float
+
+
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN with fewer than 3 pairs."""
+    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(x) and math.isfinite(y)]
+    if len(pairs) < 3:
+        return math.nan
+
+    def ranks(values: Sequence[float]) -> list[float]:
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2 + 1
+            i = j + 1
+        return out
+
+    rx, ry = ranks([p[0] for p in pairs]), ranks([p[1] for p in pairs])
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    sx = math.sqrt(sum((a - mx) ** 2 for a in rx))
+    sy = math.sqrt(sum((b - my) ** 2 for b in ry))
+    return cov / (sx * sy) if sx and sy else math.nan
+
+
+def run_variant(variant: str, seed: int, storage: str, extra: Sequence[str], confirm_seeds: int) -> SearchRow:
+    """One search of the demo and the confirmation of its best recipe."""
+    from raysearch.commands.confirm import run_confirmation
+    from raysearch.commands.search import search
+
+    overrides = [*VARIANTS[variant], f"search.seed={seed}", "search.confirm.top=0", *extra]
+    if variant == "random":
+        overrides.append(f"search.budget={_new_budget(extra)}")
+    start = time.monotonic()
+    result = search("demo", overrides, storage=storage, name=f"{variant}-{seed}", progress=False, confirm=False)
+    seconds = time.monotonic() - start
+    cost_runs = float(result.summary.get("search_cost_runs", math.nan))
+    if result.best is None:
+        return SearchRow(variant, seed, cost_runs, seconds, len(result.trials), "", math.nan, math.nan)
+    confirmed = run_confirmation(result.run_dir, 1, confirm_seeds, progress=False, defaults=False)
+    stat = next((s for s in confirmed.stats if s.trial_id == result.best.trial_id), None)
+    if stat is None:
+        return SearchRow(variant, seed, cost_runs, seconds, len(result.trials), result.best.trial_id, math.nan, math.nan)
+    _log(f"{variant} seed {seed}: {cost_runs:.2f} reference runs in {seconds:.0f} s, best {stat.label}: "
+         f"confirmed robust {stat.robust}, objective {stat.objective:.4f}")
+    return SearchRow(variant, seed, cost_runs, seconds, len(result.trials), stat.label, stat.robust.mean,
+                     stat.objective)
+
+
+def _new_budget(extra: Sequence[str]) -> float:
+    from raysearch.rundir.experiment import load_experiment
+
+    budget = load_experiment("demo", list(extra)).search.budget
+    return budget if budget is not None else 3.5
+
+
+def measure_fidelity(recipes: int, confirm_seeds: int, seed: int, storage: str, extra: Sequence[str]) -> dict[str, Any]:
+    """Every level's validation objective of ``recipes`` random recipes against their confirmed
+    full-fidelity objective (Spearman per level)."""
+    from raysearch.commands.confirm import run_confirmation
+    from raysearch.commands.search import search
+
+    overrides = ["search.algorithm=random", "search.scheduler=none", "search.budget=null", "search.warm_start=false",
+                 f"search.seed={seed}", "search.confirm.top=0", "search.reuse=false", *extra]
+    result = search("demo", overrides, samples=recipes, storage=storage, name="fidelity", progress=False,
+                    confirm=False)
+    confirmed = run_confirmation(result.run_dir, recipes, confirm_seeds, progress=False, defaults=False)
+    by_trial = {s.trial_id: s.objective for s in confirmed.stats}
+    trials = [t for t in result.trials if t.trial_id in by_trial]
+    levels = max((len(t.levels) for t in trials), default=0)
+    out: dict[str, Any] = {"recipes": len(trials), "levels": []}
+    for level in range(levels):
+        scores = [float(t.levels[level].get("objective", math.nan)) if level < len(t.levels) else math.nan
+                  for t in trials]
+        confirmed_scores = [by_trial[t.trial_id] for t in trials]
+        rho = spearman(scores, confirmed_scores)
+        fraction = (trials[0].levels[level].get("level_epochs"), trials[0].levels[level].get("level_data_fraction"))
+        out["levels"].append({"level": level, "epochs": fraction[0], "data_fraction": fraction[1], "spearman": rho})
+        _log(f"fidelity level {level} ({fraction[0]} epochs, {fraction[1]} of the data): Spearman {rho:.3f} "
+             f"over {len(trials)} recipes")
+    return out
+
+
+def compare_searches(seeds: Sequence[int] = (0, 1, 2), confirm_seeds: int = 3, quick: bool = False,
+                     fidelity_recipes: int = 10, variants: Sequence[str] = tuple(VARIANTS)) -> dict[str, Any]:
+    """The comparison of the module docstring; ``quick``: tiny searches (smoke tests)."""
+    import ray
+
+    extra = QUICK if quick else []
+    started = not ray.is_initialized()
+    rows: list[SearchRow] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="raysearch-bench-") as tmp:
+            for seed in seeds:
+                for variant in variants:
+                    _log(f"{variant} search, seed {seed}")
+                    rows.append(run_variant(variant, seed, str(Path(tmp, f"{variant}-{seed}")), extra, confirm_seeds))
+            fidelity = measure_fidelity(3 if quick else fidelity_recipes, confirm_seeds, seeds[0],
+                                        str(Path(tmp, "fidelity")), extra) if fidelity_recipes else None
+    finally:
+        if started:
+            ray.shutdown()
+    result: dict[str, Any] = {"seeds": list(seeds), "confirm_seeds": confirm_seeds, "quick": quick,
+                              "rows": [r.__dict__ for r in rows], "fidelity": fidelity}
+    for variant in variants:
+        mine = [r for r in rows if r.variant == variant]
+        result[f"{variant}_cost_runs"] = _median([r.cost_runs for r in mine])
+        result[f"{variant}_confirmed_objective"] = _median([r.confirmed_objective for r in mine])
+        result[f"{variant}_seconds"] = _median([r.seconds for r in mine])
+    return result
+
+
+def _median(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
+def print_comparison(result: dict[str, Any]) -> None:
+    print(f"search comparison on the demo (medians over search seeds {result['seeds']}; confirmed with "
+          f"{result['confirm_seeds']} seeds, PGD-50x10 on the test split):")
+    print(f"  {'search':<10} {'cost (reference runs)':>22} {'confirmed objective':>20} {'wall s':>8}")
+    for variant in ("baseline", "new", "random"):
+        if f"{variant}_cost_runs" in result:
+            print(f"  {variant:<10} {result[f'{variant}_cost_runs']:>22.2f} {result[f'{variant}_confirmed_objective']:>20.4f} "
+                  f"{result[f'{variant}_seconds']:>8.0f}")
+    for level in (result.get("fidelity") or {}).get("levels", []):
+        print(f"  fidelity level {level['level']} ({level['epochs']} epochs, data {level['data_fraction']}): "
+              f"Spearman {level['spearman']:.3f} against the confirmed full runs")
+
+
+__all__ = ["VARIANTS", "SearchRow", "compare_searches", "measure_fidelity", "print_comparison", "spearman"]
