@@ -9,8 +9,8 @@ Three searches of the demo experiment (same data, epochs, trade-off objective), 
 - ``random``: random configurations, full runs only, at the new search's budget.
 
 Each search's best recipe (lowest validation objective among finished full runs) gets the
-same confirmation: its own run and ``confirm_seeds − 1`` more seeds, attacked with PGD-50×10 on
-the test split. The *confirmed objective* is the trade-off objective of the confirmed mean
+same confirmation: its own run and ``confirm_seeds − 1`` more seeds, attacked on the test split
+with the demo's confirmation attack (``search.confirm.attacks``: PGD-20). The *confirmed objective* is the trade-off objective of the confirmed mean
 test robust accuracy and the recipe's cost. The figures are medians over the search seeds.
 
 ``fidelity`` (on by default with ``--search``) measures how well each fidelity level predicts
@@ -159,7 +159,10 @@ def compare_searches(seeds: Sequence[int] = (0, 1, 2), confirm_seeds: int = 3, q
     finally:
         if started:
             ray.shutdown()
-    result: dict[str, Any] = {"seeds": list(seeds), "confirm_seeds": confirm_seeds, "quick": quick,
+    from raysearch.rundir.experiment import load_experiment
+
+    attacks = load_experiment("demo", list(extra)).search.confirm.attacks
+    result: dict[str, Any] = {"seeds": list(seeds), "confirm_seeds": confirm_seeds, "quick": quick, "attacks": attacks,
                               "rows": [r.__dict__ for r in rows], "fidelity": fidelity}
     for variant in variants:
         mine = [r for r in rows if r.variant == variant]
@@ -176,7 +179,7 @@ def _median(values: Sequence[float]) -> float:
 
 def print_comparison(result: dict[str, Any]) -> None:
     print(f"search comparison on the demo (medians over search seeds {result['seeds']}; confirmed with "
-          f"{result['confirm_seeds']} seeds, PGD-50x10 on the test split):")
+          f"{result['confirm_seeds']} seeds, {result.get('attacks', 'pgd20')} on the test split):")
     print(f"  {'search':<10} {'cost (reference runs)':>22} {'confirmed objective':>20} {'wall s':>8}")
     for variant in ("baseline", "new", "random"):
         if f"{variant}_cost_runs" in result:

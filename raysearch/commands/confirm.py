@@ -103,7 +103,10 @@ def plan_items(run: RunInfo, top: int, seeds: int, defaults: bool = True) -> lis
         base = int(trial.config.get("seed", 0) or 0)
         for i in range(seeds):
             config = {**trial.config, "seed": base + i}
-            checkpoint = str(trial.checkpoint) if i == 0 and trial.checkpoint is not None else None
+            # The search's own run is seed one; a population member's weights came through
+            # exploits, not its learned schedule, so every seed replays that schedule from scratch.
+            own = i == 0 and trial.checkpoint is not None and not trial.population
+            checkpoint = str(trial.checkpoint) if own else None
             items.append(Item(trial, label, base + i, config, checkpoint))
     return items
 

@@ -179,7 +179,7 @@ def _best_yaml(run: RunInfo, trial: TrialRecord) -> str:
         + ("" if math.isnan(ratio) else f" ({ratio:.2f}x PGD-10)") + f", objective {metric(trial, 'objective'):.4f}",
         f"# Re-run: raysearch train best.yaml   (written by raysearch {run.version or 'unknown'})",
     ]
-    body = yaml.safe_dump(best_experiment(run, trial), sort_keys=False, allow_unicode=True)
+    body = yaml.safe_dump(best_experiment(run, trial), sort_keys=False, allow_unicode=True, default_flow_style=None)
     return "\n".join(lines) + "\n" + body
 
 

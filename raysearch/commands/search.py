@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from raysearch._version import __version__
-from raysearch.rundir.experiment import Experiment, load_experiment
+from raysearch.rundir.experiment import DEFAULT_TRAINABLE, Experiment, load_experiment
 from raysearch.rundir.records import TrialRecord
 from raysearch.rundir.results import (
     EXPERIMENT_FILE,
@@ -58,6 +58,7 @@ from trainables.registry import ConfigError
 from trainables.status import Status
 
 logger = logging.getLogger(__name__)
+POPULATION_TRAINABLE = "trainables.population:population_trainable"
 
 REFERENCE_LABEL = "PGD-10"
 CHECKPOINT_HEADROOM = 4  # a trial keeps two checkpoints; room for twice that is asked for
@@ -293,9 +294,9 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
 
         register_plugins(plugins)
     s, cfg = exp.search, exp.train_config
-    if s.population_based:
-        raise ConfigError("search.algorithm", s.algorithm, "population-based training runs through "
-                          "raysearch search with search.algorithm pbt or pb2 (see the README)")
+    if s.population_based and s.time_attr == "fidelity":
+        s = dataclasses.replace(s, time_attr="epoch")  # a population trains full runs side by side
+        exp = dataclasses.replace(exp, search=s)
     space = search_spaces.get_space(s.space, cfg.epsilon)
     data = _load_data(cfg)
     levels = tuple(s.fidelity.levels()) if s.time_attr == "fidelity" else ((1.0, 1.0),)
@@ -306,7 +307,7 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
     configs = branch_configs(exp.train, space)
     budget_t = (max_k(configs, cfg.epochs) + 1) * m * cfg.epochs
     budget = None
-    if s.budget is not None or s.budget_seconds is not None:
+    if (s.budget is not None or s.budget_seconds is not None) and not s.population_based:
         first = max(cost.level_backprops(c, 0) for c in configs)
         budget = Budget(cost, s.budget * cost.reference_backprops if s.budget is not None else None,
                         s.budget_seconds, first)
@@ -317,7 +318,7 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
     if not joined:
         request = trial_resources(s.cpus_per_trial, s.gpus_per_trial, available)
         _check_gpu_share(exp, configs, data, request.get("gpu", 0.0))
-    points = search_spaces.warm_starts(s.space, cfg.epsilon) if s.warm_start else []
+    points = search_spaces.warm_starts(s.space, cfg.epsilon) if s.warm_start and not s.population_based else []
     reused: list[Prior] = []
     if s.reuse and points and resume is None:
         wanted = {p.label: {**exp.train, **p.config} for p in points}
@@ -451,9 +452,13 @@ def _search_stage(plan: SearchPlan, target: float | None, prior: list[Prior], pr
 
     exp, s = plan.experiment, plan.experiment.search
     cfg = exp.train_config
-    trainable = _trainable(plan, _import(exp.trainable), _setup(plan))
+    function = _import(POPULATION_TRAINABLE if s.population_based and exp.trainable == DEFAULT_TRAINABLE
+                       else exp.trainable)
+    trainable = _trainable(plan, function, _setup(plan))
     if plan.resume:
         return restore_tuner(plan.run_dir, trainable, after_storage_error=storage_failed(plan.run_dir))
+    if s.population_based:
+        return _population_stage(plan, trainable, target, progress)
     metric, mode = search_metric(cfg.objective)
     sampler = make_sampler(s.algorithm, seed=s.seed, multi_objective=isinstance(metric, list), samples=s.samples)
     storage = None if is_uri(plan.run_dir) else f"sqlite:///{join(plan.run_dir, STUDY_FILE)}"
@@ -477,6 +482,32 @@ def _search_stage(plan: SearchPlan, target: float | None, prior: list[Prior], pr
         param_space["target_robust_acc"] = target
     stage = Stage(plan.run_name, plan.storage_path, trainable, param_space, searcher, scheduler, s.samples,
                   plan.concurrency, callbacks)
+    return build_tuner(stage)
+
+
+def _population_stage(plan: SearchPlan, trainable: Any, target: float | None, progress: bool) -> Any:
+    """A population-based search's Tune run (see :mod:`raysearch.tuning.population`)."""
+    from raysearch.tuning.population import (
+        make_population_scheduler,
+        make_population_searcher,
+        population_space,
+    )
+    from raysearch.tuning.progress import ProgressLines
+    from raysearch.tuning.tensorboard import TensorBoardCallback
+    from raysearch.tuning.tuner import InterruptWatch, Stage, build_tuner
+
+    s, cfg = plan.experiment.search, plan.experiment.train_config
+    callbacks: list[Any] = [InterruptWatch(), TensorBoardCallback(time_attr="epoch")]
+    if progress:
+        callbacks.append(ProgressLines(s.population, plan.cost.reference_backprops, stage="population"))
+    param_space = population_space(plan.train, cfg.epsilon)
+    if target is not None:
+        param_space["target_robust_acc"] = target
+    # Random initial members (Tune's own generator: it runs as many at once as there are slots);
+    # checkpoints kept for every member, so the one a member exploits is never deleted first.
+    stage = Stage(plan.run_name, plan.storage_path, trainable, param_space, make_population_searcher(s.seed),
+                  make_population_scheduler(s, cfg.epsilon), s.population, None, callbacks,
+                  keep_checkpoints=s.population + 1)
     return build_tuner(stage)
 
 
@@ -549,7 +580,9 @@ def _write_start(plan: SearchPlan) -> None:
     write_summary(plan.run_dir, {
         "raysearch_version": __version__, "experiment": plan.experiment.name, "state": "running",
         "reference_backprops": plan.cost.reference_backprops, "batches_per_epoch": plan.batches_per_epoch,
-        "budget_runs": plan.experiment.search.budget, "budget_seconds": plan.experiment.search.budget_seconds,
+        "budget_runs": plan.experiment.search.budget if plan.budget else None,
+        "budget_seconds": plan.experiment.search.budget_seconds if plan.budget else None,
+        "algorithm": plan.experiment.search.algorithm,
         "fidelity_levels": [list(level) for level in plan.levels], "time_attr": plan.experiment.search.time_attr,
         "reused": [{"label": p.label, "from": p.record.path} for p in plan.reused],
     })

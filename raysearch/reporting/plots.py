@@ -159,6 +159,21 @@ def _schedule_trials(run: RunInfo, top: int = 3) -> list[tuple[TrialRecord, int 
     return [(t, rank) for t, rank in chosen if t.history]
 
 
+def reference_schedule(run: RunInfo, values: dict[str, Any]) -> tuple[list[int], list[float]] | None:
+    """K(t) and α(t)/ε per epoch of a schedule that does not depend on the training (Amata's),
+    with the run's epochs and ε: drawn beside a population's learned schedules."""
+    from trainables.config import parse_config
+    from trainables.parts import make_schedule
+
+    try:
+        cfg = parse_config({**{k: v for k, v in run.experiment.items() if k != "data_root"}, **values})
+        schedule = make_schedule(cfg)
+        plans = [schedule.plan(t) for t in range(cfg.epochs)]
+    except Exception:  # an experiment this raysearch cannot parse: no reference line
+        return None
+    return [p.k for p in plans], [(p.alpha or math.nan) / cfg.epsilon for p in plans]
+
+
 def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
     """K(t) per epoch (and α(t)/ε when it varies) of the top trials and the paper defaults."""
     import matplotlib
@@ -190,6 +205,16 @@ def plot_schedules(run: RunInfo, path: Path, top: int = 3) -> None:
         k_ax.plot(epochs, ks, label=label, **style)
         if varies:
             axes[1][0].plot(epochs, alphas[trial.trial_id], **style)
+    if any(t.population for t, _ in chosen):  # learned schedules next to the hand-designed Amata
+        import search_spaces
+
+        point = search_spaces.warm_starts("amata", eps)[0]
+        amata = reference_schedule(run, point.config)
+        if amata is not None:
+            amata_k, ratios = amata
+            k_ax.plot(range(1, len(amata_k) + 1), amata_k, color="0.45", ls=":", lw=1.6, label=f"{point.label}, the paper default (reference)")
+            if varies:
+                axes[1][0].plot(range(1, len(ratios) + 1), ratios, color="0.45", ls=":", lw=1.6)
     k_ax.set_ylabel("K (attack backprops / batch)" if not varies else "K per batch")
     k_ax.yaxis.get_major_locator().set_params(integer=True)
     k_ax.grid(True, alpha=0.25)

@@ -112,11 +112,13 @@ def search_summary_text(result: SearchResult, experiment: Experiment) -> str:
     lines = [f"raysearch search {experiment.name}: {len(result.trials)} trials ("
              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f") — {state}"]
     spent = summary.get("search_backprops", 0)
-    budget = experiment.search.budget
+    budget = summary.get("budget_runs", experiment.search.budget)
     reused = summary.get("reused") or []
     lines.append(f"search cost: {runs(spent, reference)} reference runs ({spent} backprops, "
                  f"{summary.get('search_train_seconds', 0):.1f} s of training)"
                  + (f" of a budget of {budget:g}" if budget else "")
+                 + (f" (a population of {experiment.search.population}, {experiment.search.algorithm.upper()})"
+                    if experiment.search.population_based and experiment.search.algorithm else "")
                  + (f"; reused from earlier runs: {', '.join(r['label'] for r in reused)}" if reused else ""))
     if summary.get("target_robust_acc") is not None:
         lines.append(f"target robust accuracy: {summary['target_robust_acc']:.4f}")

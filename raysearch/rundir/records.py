@@ -130,6 +130,7 @@ class TrialRecord:
     error: str = ""
     stage: str = "search"
     reused_from: str | None = None
+    population: bool = False  # a member of a population-based search: ``config`` replays its learned schedule
 
     def metric(self, key: str) -> float:
         """The last value of ``key`` (NaN when missing or not finite)."""
@@ -167,6 +168,19 @@ def split_levels(history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], l
     return run, ends
 
 
+def learned_member(config: dict[str, Any], last: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A population member as a recipe: its config with the learned ``piecewise`` schedule
+    (inherited epochs included) in place of its last K and α, and that schedule as its history
+    (one row per epoch with ``k`` and ``alpha``: the member's own reported rows before an
+    exploit belong to the path it left, not to its final model)."""
+    from trainables.population import decode, learned_schedule, replay_config
+
+    ks, alphas = decode(last["schedule_k"], int), decode(last.get("schedule_alpha", ""))
+    history = [{"epoch": t + 1, "k": k, "alpha": alphas[t] if t < len(alphas) else math.nan}
+               for t, k in enumerate(ks)]
+    return replay_config(config, learned_schedule(history)), history
+
+
 def record_from_folder(trial_dir: Path, tune: dict[str, Any] | None = None, *, interrupted: bool = False,
                        optuna_state: str | None = None, params: dict[str, Any] | None = None,
                        stage: str = "search") -> TrialRecord:
@@ -182,6 +196,8 @@ def record_from_folder(trial_dir: Path, tune: dict[str, Any] | None = None, *, i
     records = read_history(trial_dir)
     run, ends = split_levels(records)
     metrics = dict(run[-1]) if run else {}
+    if controls.get("population") and metrics.get("schedule_k"):
+        train, run = learned_member(train, metrics)
     crashes = failures(trial_dir)
     status = final_status(metrics.get("status"), crashes, tune.get("status"), interrupted, bool(records))
     trial_id = str(metrics.get("trial_id") or tune.get("trial_id") or trial_dir.name.removeprefix("trial_"))
@@ -191,9 +207,9 @@ def record_from_folder(trial_dir: Path, tune: dict[str, Any] | None = None, *, i
         warm_start=controls.get("warm_start") or None, family=controls.get("family"),
         path=str(trial_dir), checkpoint=latest_checkpoint(trial_dir),
         error=_last_line(trial_dir / ERROR_FILE) if crashes else "", stage=stage,
-        reused_from=controls.get("reused_from"))
+        reused_from=controls.get("reused_from"), population=bool(controls.get("population")))
 
 
 __all__ = ["BEST_FILE", "CONTROL_PREFIX", "ERROR_FILE", "MAX_RETRIES", "PARAMS_FILE", "RESULT_FILE", "STATE_FILE",
-           "TrialRecord", "failures", "final_status", "finite", "latest_checkpoint", "read_history",
+           "TrialRecord", "failures", "final_status", "finite", "latest_checkpoint", "learned_member", "read_history",
            "record_from_folder", "split_config", "split_levels"]

@@ -9,7 +9,6 @@ experiment state) are recognized by :func:`storage_problem` too.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -82,16 +81,6 @@ class StorageWatch(Stopper):
         return self.problem is not None and not self._signalled
 
 
-# Tune's own lines at the end of an interrupted run; raysearch says it in its own words, with
-# ``raysearch search --resume RUN_DIR`` instead of ``Tuner.restore(...)``.
-TUNE_STOP_LINES = ("Stop signal received", "Trials did not complete", "Experiment has been interrupted")
-
-
-def quiet_stop_line(record: logging.LogRecord) -> bool:
-    """A logging filter for ``ray.tune.tune``: drops :data:`TUNE_STOP_LINES`."""
-    return not record.getMessage().startswith(TUNE_STOP_LINES)
-
-
 class StorageErrors(Callback):
     """Hands each trial failure's text (Tune's ``error.txt``) to a :class:`StorageWatch`."""
 
@@ -114,4 +103,4 @@ class StorageErrors(Callback):
         self._read(trial)
 
 
-__all__ = ["PROBLEMS", "RESERVES", "TUNE_STOP_LINES", "STORAGE_ERRNOS", "StorageErrors", "StorageWatch", "quiet_stop_line", "storage_problem"]
+__all__ = ["PROBLEMS", "RESERVES", "STORAGE_ERRNOS", "StorageErrors", "StorageWatch", "storage_problem"]

@@ -61,6 +61,8 @@ SCALARS = {
     "eval_seconds": "cost/eval_seconds",
     "objective": "objective/objective",
     "level": "fidelity/level",
+    "population_objective": "population/objective",
+    "exploits": "population/exploits",
 }
 RUNG_SCALARS = {"objective": "rung/objective", "robust_acc": "rung/robust_acc"}
 SESSION_START_TAG = "_hparams_/session_start_info"
@@ -73,6 +75,10 @@ METRICS = (("objective/objective", "objective"), ("accuracy/robust", "robust acc
            ("cost/backprops", "backprops"), ("cost/train_seconds", "train seconds"))
 # hyperparameters shown first: the recipe; then the search space's own knobs
 LEADING = ("method", "loss", "schedule", "search_space", "status", "k", "alpha", "attack_bn")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def tensorboard_dir(run_dir: str | os.PathLike) -> Path:
@@ -284,6 +290,12 @@ class TensorBoardCallback(Callback):
         if step is None:
             return
         writer = self._writer(trial)
+        donor = result.get("exploited_from")
+        if donor:  # a population member took a better member's state: its epochs restart there
+            self._last_step[trial.trial_id] = int(step) - 1
+            writer.add_scalar("population/exploit", 1, int(step))
+            writer.add_text("population/exploit", f"copied trial {donor} at epoch {int(step) - 1}, continued with "
+                                                  f"K={result.get('k')}, alpha={_fmt(result.get('alpha'))}", int(step))
         if int(step) <= self._last_step.get(trial.trial_id, -1):
             return  # written before a resume
         for key, tag in SCALARS.items():

@@ -13,6 +13,7 @@ the searcher leaves the cut-short trials unfinished for ``--resume``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -83,6 +84,7 @@ class Stage:
     callbacks: list[Any] = field(default_factory=list)
     reuse_actors: bool = True
     stop: Any = None
+    keep_checkpoints: int = 2
 
     @property
     def path(self) -> str:
@@ -129,7 +131,7 @@ def build_tuner(stage: Stage) -> Any:
             stop=stage.stop,
             # Keep two checkpoints: Tune forces an experiment snapshot every `num_to_keep`
             # trial checkpoints, so the one a snapshot points at still exists after a kill.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=stage.keep_checkpoints),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), *stage.callbacks],
             verbose=0,
@@ -222,6 +224,20 @@ def own_sigint() -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
+# Tune's lines that raysearch says in its own words (the end of an interrupted run, with
+# ``raysearch search --resume RUN_DIR`` instead of ``Tuner.restore(...)``) or that are no news
+# (a population member restarted by PBT before its progress.csv reached the storage: the
+# driver's copy goes on).
+TUNE_NOISE = {
+    "ray.tune.tune": ("Stop signal received", "Trials did not complete", "Experiment has been interrupted"),
+    "ray.tune.logger.logger": ("Remote file not found",),
+}
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(TUNE_NOISE.get(record.name, ()))
+
+
 @contextlib.contextmanager
 def quiet_tune() -> Iterator[None]:
     """Tune's environment for a raysearch run, restored afterwards.
@@ -236,17 +252,15 @@ def quiet_tune() -> Iterator[None]:
               "RAY_AIR_NEW_OUTPUT": "0"}
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
-    import logging
-
-    from raysearch.tuning.storage_watch import quiet_stop_line
-
-    tune_log = logging.getLogger("ray.tune.tune")
-    tune_log.addFilter(quiet_stop_line)
+    loggers = [logging.getLogger(name) for name in TUNE_NOISE]
+    for log in loggers:
+        log.addFilter(_quiet)
     try:
         with own_sigint():
             yield
     finally:
-        tune_log.removeFilter(quiet_stop_line)
+        for log in loggers:
+            log.removeFilter(_quiet)
         for key, value in old.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -263,5 +277,5 @@ def trial_checkpoint(trial_dir: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-__all__ = ["INTERRUPT", "MAX_FAILURES", "InterruptWatch", "Stage", "build_tuner", "can_restore", "check_run_state", "quiet_tune", "restore_tuner",
+__all__ = ["INTERRUPT", "MAX_FAILURES", "InterruptWatch", "TUNE_NOISE", "Stage", "build_tuner", "can_restore", "check_run_state", "quiet_tune", "restore_tuner",
            "trial_checkpoint"]
