@@ -141,9 +141,16 @@ def _run(args: argparse.Namespace) -> int:
         confirmed = confirm(args.run_dir, top=args.top, seeds=args.seeds, attacks=args.attacks)
         return INTERRUPTED if confirmed.interrupted else 0
     if args.command == "bench":
+        if args.smoke:
+            from raysearch.commands.smoke import smoke
+
+            figures = smoke()
+            if args.json:
+                print(json.dumps(figures, default=str), flush=True)
+            return 0
         from raysearch.commands.bench import bench
 
-        bench(json_output=args.json, quick=args.quick, search=args.search, smoke=args.smoke, seeds=range(args.seeds))
+        bench(json_output=args.json, quick=args.quick, search=args.search, seeds=range(args.seeds))
         return 0
     if args.command == "report":
         from raysearch.commands.report import report

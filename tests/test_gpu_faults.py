@@ -57,7 +57,7 @@ def _gpus_seen(runtime_env: dict[str, Any] | None) -> str | None:
 @pytest.mark.slow
 def test_a_ray_task_that_asked_for_no_gpu_sees_none_and_trains_on_the_cpu() -> None:
     from raysearch.tuning.resources import RAY_RUNTIME_ENV
-    from trainables.trainable import TrialSetup, apply_resources
+    from trainables.trial import TrialSetup, apply_resources
 
     assert _gpus_seen(None) is None  # Ray 2.60 by itself leaves every GPU visible to it
     assert _gpus_seen(RAY_RUNTIME_ENV) == ""  # what raysearch starts Ray with

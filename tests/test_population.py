@@ -82,20 +82,22 @@ def test_the_exploit_criterion_weighs_robustness_against_the_compute_so_far() ->
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["pbt", "pb2"])
-def test_a_cpu_population_on_digits_ends_with_a_replayable_best_yaml(algorithm: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("algorithm", "members", "epochs"), [("pbt", 3, 3), ("pb2", 2, 2)])
+def test_a_cpu_population_on_digits_ends_with_a_replayable_best_yaml(algorithm: str, members: int, epochs: int,
+                                                                     tmp_path: Path) -> None:
     from raysearch.commands.report import report
     from raysearch.commands.search import search
     from raysearch.commands.train import train
     from raysearch.rundir.results import load_run
 
-    result = search("demo", ["epochs=3", "eval.examples=60", f"search.algorithm={algorithm}", "search.population=3",
-                             "search.confirm.top=0"], storage=str(tmp_path), name=algorithm, progress=False)
-    assert len(result.trials) == 3 and all(t.status.value == "completed" for t in result.trials)
+    result = search("demo", [f"epochs={epochs}", "eval.examples=60", f"search.algorithm={algorithm}",
+                             f"search.population={members}", "search.confirm.top=0"],
+                    storage=str(tmp_path), name=algorithm, progress=False)
+    assert len(result.trials) == members and all(t.status.value == "completed" for t in result.trials)
     run = load_run(result.run_dir)
     for trial in run.trials:
         ks = trial.config["piecewise.k"]
-        assert trial.population and trial.config["schedule"] == "piecewise" and len(ks) == 3
+        assert trial.population and trial.config["schedule"] == "piecewise" and len(ks) == epochs
         assert all(1 <= k <= 10 for k in ks)
         per_batch = run.batches_per_epoch or 0
         assert trial.metrics["backprops"] == sum((k + 1) * per_batch for k in ks)  # the inherited epochs too

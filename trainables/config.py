@@ -223,11 +223,13 @@ class TrainConfig:
 
     @property
     def attack_init(self) -> str:
-        """Where attacks start: ``init`` unless auto; else what the schedule's paper, then the
-        loss's, then the method's code prescribes (Amata: zero; TRADES/MART: 0.001·N(0, 1))."""
+        """Where attacks start: ``init`` unless auto; else what the loss's authors, then the
+        schedule's paper, then the method's code prescribes (TRADES/MART: 0.001·N(0, 1);
+        Amata: zero). The loss comes first: TRADES' KL attack has a zero gradient at δ = 0, so
+        a zero start would make its first sign step follow round-off."""
         if self.init != "auto":
             return self.init
-        return self.schedule_spec.init or self.loss_spec.init or self.method_spec.init
+        return self.loss_spec.init or self.schedule_spec.init or self.method_spec.init
 
     @property
     def attack_bn_mode(self) -> str:

@@ -179,3 +179,23 @@ def pmp_criterion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: f
     best = max([current] + [hamiltonian(k, tau / k) for k in grid_k])
     model.train(was_training)
     return best - current
+
+
+def test_split_accuracy(model: nn.Module, config: Any, device: torch.device, attacks: str,
+                        examples: int | None) -> dict[str, float]:
+    """Clean accuracy and accuracy under each of ``attacks`` on the *test* split of the
+    dataset ``config`` (a TrainConfig) names; ``robust_acc`` is the lowest (the strongest
+    attack's). ``examples``: the first N test examples (None: all)."""
+    from trainables.data import load_config_dataset, materialize
+
+    data = load_config_dataset(config)
+    test = materialize(data.test, examples)
+    x, y = test.images().to(device), test.y.to(device)
+    model.eval()
+    eps = config.epsilon
+    out = {"clean_acc": evaluate_accuracy(model, x, y, eps, 1, eps, fgsm=False).clean_acc, "test_examples": len(y)}
+    parsed = parse_attacks(attacks, allow_autoattack=False)
+    for attack in parsed:
+        out[f"test_{attack.name}"] = attack_accuracy(model, x, y, eps, attack)
+    out["robust_acc"] = min(out[f"test_{a.name}"] for a in parsed)
+    return out

@@ -34,13 +34,8 @@ from trainables.config import TrainConfig, parse_config
 from trainables.engine import Run, start_run
 from trainables.objective import DIVERGED_OBJECTIVE, target_objective, tradeoff_objective
 from trainables.status import Status
-from trainables.trainable import (
-    TrialSetup,
-    apply_resources,
-    guard_failed,
-    register_plugins,
-    split_trial_config,
-)
+from trainables.trainable import guard_failed
+from trainables.trial import TrialSetup, apply_resources, register_plugins, split_trial_config
 from trainables.tune_report import report_epoch
 
 POPULATION_METRIC = "population_objective"  # what PBT / PB2 rank members by (minimized)

@@ -370,7 +370,7 @@ def measure_gpu(s: Settings) -> dict[str, Any]:
 
 def bench(json_output: bool = False, quick: bool = False, *, threads: int | None = None,
           parts: Iterable[str] = PARTS, device: str | None = None, search: bool = False,
-          smoke: bool = False, seeds: Iterable[int] = (0, 1, 2)) -> dict[str, Any]:
+          seeds: Iterable[int] = (0, 1, 2)) -> dict[str, Any]:
     """Measure the speed figures of SPEC §13 here; print a table (or, with ``json_output``, one
     JSON object as the last line of standard output) and return them as a dict.
 
@@ -381,7 +381,6 @@ def bench(json_output: bool = False, quick: bool = False, *, threads: int | None
         device: "cpu" or "cuda" (default: cuda when available).
         search: instead, compare the searches' cost and confirmed answers
             (:mod:`raysearch.commands.bench_search`) over the search ``seeds``.
-        smoke: instead, exercise every GPU path once (:mod:`raysearch.commands.smoke`).
 
     Example::
 
@@ -400,14 +399,6 @@ def bench(json_output: bool = False, quick: bool = False, *, threads: int | None
         else:
             print_comparison(comparison)
         return comparison
-    if smoke:
-        from raysearch.commands.smoke import smoke as run_smoke
-
-        figures = run_smoke(device=device)
-        if json_output:
-            print(json.dumps(figures, default=str), flush=True)
-        return figures
-
     parts = set(parts)
     unknown = parts - set(PARTS)
     if unknown:

@@ -204,16 +204,20 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
         from ray import tune
 
         from raysearch.tuning.fixed import FixedConfigs
-        from trainables.trainable import TrialSetup, confirm_trainable
+        from trainables.train_workers import DRIVER_CPUS
+        from trainables.trainable import confirm_trainable
+        from trainables.trial import TrialSetup
 
         cpus = float(run.search.get("cpus_per_trial", 1) or 1)
         request = plan.request if plan is not None else {"cpu": cpus}
-        setup = TrialSetup(gpus_per_trial=request.get("gpu", 0.0), plugins=plan.plugins if plan is not None else ())
-        trainable = tune.with_resources(tune.with_parameters(confirm_trainable, setup=setup), request)
-        with quiet_tune():
-            from raysearch.tuning.resources import init_ray
+        workers = plan.workers if plan is not None else int(run.search.get("workers_per_trial", 1) or 1)
+        setup = TrialSetup(gpus_per_trial=request.get("gpu", 0.0), plugins=plan.plugins if plan is not None else (),
+                           workers=workers, cpus_per_trial=request["cpu"], train_storage=str(run.run_dir / "train"))
+        driver = request if workers == 1 else {"cpu": DRIVER_CPUS}  # a multi-worker run: Ray Train reserves the workers
+        trainable = tune.with_resources(tune.with_parameters(confirm_trainable, setup=setup), driver)
+        from raysearch.tuning.resources import ray_session
 
-            init_ray()
+        with quiet_tune(), ray_session():
             INTERRUPT.clear()
             if can_restore(str(stage_path)):
                 tuner = restore_tuner(str(stage_path), trainable)
@@ -228,6 +232,10 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
                     print(f"[confirm] {len(points)} runs: {len(items) - reused_rows} of {len(items)} recipe-seeds "
                           f"({reused_rows} reused), tested with {attacks} on the test split", flush=True)
                 slots = plan.concurrency if plan is not None else None
+                if slots is None and workers > 1:  # room for every running trial's workers
+                    from raysearch.tuning.resources import concurrent_slots, local_resources
+
+                    slots = concurrent_slots(request, local_resources())
                 tuner = build_tuner(Stage("confirm", str(run.run_dir), trainable, {},
                                           FixedConfigs(points), None, len(points),
                                           slots, callbacks))

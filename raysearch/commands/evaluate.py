@@ -232,7 +232,7 @@ def _weights_in(path: Path) -> tuple[Path, Path, str | None]:
 
 def _checkpoint_model(path: Path) -> Model:
     from trainables.labels import describe
-    from trainables.trainable import split_trial_config
+    from trainables.trial import split_trial_config
 
     folder, weights, state_key = _weights_in(path)
     config = _config_near(folder)

@@ -162,6 +162,21 @@ class SearchPlan:
     start: float = field(default_factory=time.monotonic)
 
     @property
+    def workers(self) -> int:
+        """Ray Train workers per trial: ``workers_per_trial``, or one per GPU of a multi-GPU trial."""
+        gpus = self.request.get("gpu", 0.0)
+        return max(self.experiment.search.workers_per_trial, int(gpus) if gpus >= 2 else 1)
+
+    @property
+    def trial_request(self) -> dict[str, float]:
+        """What Tune reserves for a trial's own process: all of ``request``, or for a trial on
+        several workers only its driver (Ray Train reserves the workers when they start, and
+        ``concurrency`` keeps room for every running trial's workers)."""
+        from trainables.train_workers import DRIVER_CPUS
+
+        return dict(self.request) if self.workers == 1 else {"cpu": DRIVER_CPUS}
+
+    @property
     def train(self) -> dict[str, Any]:
         """The training keys every trial shares (data_root absolute: trials run elsewhere)."""
         cfg = self.experiment.train_config
@@ -268,7 +283,7 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
             raise ConfigError("resume", run_dir, "holds no Ray Tune experiment state to resume")
     else:
         extra = list(overrides)
-        from trainables.trainable import plugin_reference
+        from trainables.trial import plugin_reference
 
         for kind, value in (("model", model), ("dataset", dataset)):
             if value is None:
@@ -290,7 +305,7 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
             raise ConfigError("name", run_name, f"run directory {run_dir} already holds a search; "
                                                 f"continue it with --resume {run_dir} or pick another --name")
     if plugins:
-        from trainables.trainable import register_plugins
+        from trainables.trial import register_plugins
 
         register_plugins(plugins)
     s, cfg = exp.search, exp.train_config
@@ -329,6 +344,14 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
                        and not any(p.label == REFERENCE_LABEL for p in reused))
     taken = {p.label for p in reused} | ({REFERENCE_LABEL} if needs_reference else set())
     concurrency = concurrent_slots(request, available, s.max_concurrent)
+    workers = max(s.workers_per_trial, int(request.get("gpu", 0.0)) if request.get("gpu", 0.0) >= 2 else 1)
+    if workers > 1:
+        from trainables.data_parallel import check_world
+
+        check_world(cfg, workers)
+        if s.population_based:
+            raise ConfigError("search.workers_per_trial", workers, "a population-based search trains each member in "
+                                                                   "one process (workers_per_trial: 1)")
     return SearchPlan(exp, run_dir, storage_path, run_name, resume is not None, m, cost, budget, space,
                       [p for p in points if p.label not in taken], reused, needs_reference, budget_t, request,
                       available, concurrency, joined, address, plugins, start)
@@ -351,11 +374,12 @@ def _init_ray(plan: SearchPlan) -> None:
 
 
 def _setup(plan: SearchPlan, levels: tuple[tuple[float, float], ...] | None = None) -> Any:
-    from trainables.trainable import TrialSetup
+    from trainables.trial import TrialSetup
 
     s = plan.experiment.search
-    return TrialSetup(gpus_per_trial=plan.request.get("gpu", 0.0), workers=s.workers_per_trial,
-                      levels=levels or plan.levels, reduction_factor=s.reduction_factor, plugins=plan.plugins)
+    return TrialSetup(gpus_per_trial=plan.request.get("gpu", 0.0), workers=plan.workers,
+                      levels=levels or plan.levels, reduction_factor=s.reduction_factor, plugins=plan.plugins,
+                      cpus_per_trial=plan.request["cpu"], train_storage=join(plan.run_dir, "train"))
 
 
 def _import(path: str) -> Callable[..., Any]:
@@ -367,7 +391,7 @@ def _import(path: str) -> Callable[..., Any]:
 def _trainable(plan: SearchPlan, function: Callable[..., Any], setup: Any) -> Any:
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(function, setup=setup), plan.request)
+    return tune.with_resources(tune.with_parameters(function, setup=setup), plan.trial_request)
 
 
 def _reference_record(plan: SearchPlan, progress: bool) -> TrialRecord | None:
@@ -707,18 +731,22 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
     warning = check_disk(the_plan)
     if warning and progress:
         print(warning, flush=True)
-    launched = launch(the_plan, progress)
-    result = collect(the_plan, launched, progress)
-    conf = the_plan.experiment.search.confirm
-    if confirm and conf.top and not result.interrupted and not is_uri(result.run_dir) \
-            and finished_runs(result.trials):
-        from raysearch.commands.confirm import run_confirmation
+    from raysearch.tuning.resources import ray_session
 
-        result.confirmation = run_confirmation(result.run_dir, conf.top, conf.seeds, plan=the_plan, progress=progress)
-        result.interrupted = result.confirmation.interrupted
-        from raysearch.rundir.summary import read_summary
+    with ray_session(the_plan.address, the_plan.available):
+        launched = launch(the_plan, progress)
+        result = collect(the_plan, launched, progress)
+        conf = the_plan.experiment.search.confirm
+        if confirm and conf.top and not result.interrupted and not is_uri(result.run_dir) \
+                and finished_runs(result.trials):
+            from raysearch.commands.confirm import run_confirmation
 
-        result.summary = read_summary(result.run_dir)
+            result.confirmation = run_confirmation(result.run_dir, conf.top, conf.seeds, plan=the_plan,
+                                                   progress=progress)
+            result.interrupted = result.confirmation.interrupted
+            from raysearch.rundir.summary import read_summary
+
+            result.summary = read_summary(result.run_dir)
     if progress:
         from raysearch.reporting.text import search_summary_text
 

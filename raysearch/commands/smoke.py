@@ -55,7 +55,10 @@ def layouts(device: str) -> dict[str, float]:
     from raysearch.commands.bench import epoch_seconds
 
     out = {}
-    for model, extra in (("small_cnn", {"max_batches": 4}), ("preact_resnet18", {**SYN, "max_batches": 2})):
+    cases: tuple[tuple[str, dict[str, Any]], ...] = (("small_cnn", {"max_batches": 4}),)
+    if device == "cuda":  # on a CPU a ResNet epoch takes half a minute: the small CNN shows the paths
+        cases += (("preact_resnet18", {**SYN, "max_batches": 2}),)
+    for model, extra in cases:
         for precision in ("auto", "fp32"):
             for channels_last in (None, False):
                 run = _run({"model": model, "k": 3, "precision": precision, "channels_last": channels_last,
@@ -108,7 +111,8 @@ def precision(device: str) -> dict[str, float]:
     from trainables.methods import build_loss
     from trainables.methods.base import attack_gradient, clean_probabilities
 
-    run = _run({"epochs": 3, "k": 3, "epsilon": 0.1, "co.enabled": False, "device": device, "precision": "bf16"})
+    run = _run({"epochs": 3, "k": 3, "epsilon": 0.1, "co.enabled": False, "device": device, "precision": "bf16",
+                **({} if device == "cuda" else {"max_batches": 4})})  # bf16 is slow on CPUs
     for _ in range(3):
         run.step()
     run.model.eval()
@@ -139,8 +143,9 @@ def memory(device: str) -> dict[str, float]:
 
     from trainables.memory_estimate import estimate_memory
 
-    values = {**SYN, "model": "preact_resnet18", "batch_size": 64, "synthetic_size": 128, "max_batches": 2,
-              "method": "atta", "loss": "trades", "k": 2, "eval.batch_size": 64, "device": device}
+    values = {**SYN, "model": "preact_resnet18" if device == "cuda" else "small_cnn", "batch_size": 64,
+              "synthetic_size": 128, "max_batches": 2, "method": "atta", "loss": "trades", "k": 2,
+              "eval.batch_size": 64, "device": device}
     estimate = estimate_memory(values)
     out = {"estimate_allocated_mib": estimate.allocated_bytes / 2**20, "estimate_total_mib": estimate.total_bytes / 2**20}
     if device == "cuda":
@@ -190,18 +195,29 @@ def compiled(device: str) -> dict[str, Any]:
 
 
 def ddp(device: str) -> dict[str, Any]:
-    """A data-parallel trial of 2 workers (NCCL on CUDA with 2 GPUs, else gloo on the CPU)."""
+    """A data-parallel run of 2 Ray Train workers (NCCL when there are 2 GPUs, else gloo on CPUs)."""
+    import tempfile
+
+    import ray
     import torch
 
-    from trainables.distributed import train_data_parallel
+    from trainables.train_workers import train_data_parallel
 
-    device_type = "cuda" if device == "cuda" and torch.cuda.device_count() >= 2 else "cpu"
-    run = train_data_parallel({"k": 2, "epochs": 1, "eval.examples": 50, "batch_size": 64}, 2, checkpoint=False,
-                              device_type=device_type)
-    summary = run.summary()
-    say(f"data-parallel trial, 2 workers ({'nccl' if device_type == 'cuda' else 'gloo'}): robust acc "
-        f"{summary['robust_acc']:.3f}, backprops {summary['backprops']}")
-    return {"backend": "nccl" if device_type == "cuda" else "gloo", "robust_acc": summary["robust_acc"]}
+    use_gpu = device == "cuda" and torch.cuda.device_count() >= 2
+    started = not ray.is_initialized()
+    try:
+        with tempfile.TemporaryDirectory() as storage:
+            result = train_data_parallel({"k": 2, "epochs": 1, "eval.examples": 50, "batch_size": 64, "threads": 2,
+                                          **({} if use_gpu else {"max_batches": 6})}, 2,
+                                         storage=storage, use_gpu=use_gpu)
+    finally:
+        if started:
+            ray.shutdown()
+    robust = float(result.metrics.get("robust_acc", float("nan")))
+    backend = "nccl" if use_gpu else "gloo"
+    say(f"data-parallel run, 2 Ray Train workers ({backend}) on nodes {result.metrics.get('worker_nodes')}: "
+        f"robust acc {robust:.3f}, backprops {result.cost.get('backprops')}")
+    return {"backend": backend, "robust_acc": robust, "world_size": result.metrics.get("world_size")}
 
 
 def _probe(gpus: float) -> tuple[str | None, Any, str]:
@@ -209,7 +225,7 @@ def _probe(gpus: float) -> tuple[str | None, Any, str]:
 
     import torch
 
-    from trainables.trainable import TrialSetup, apply_resources
+    from trainables.trial import TrialSetup, apply_resources
 
     device = apply_resources(TrialSetup(gpus_per_trial=gpus))
     fraction = torch.cuda.is_available() and gpus < 1 and gpus > 0
@@ -222,10 +238,10 @@ def ray_trials(device: str) -> dict[str, Any]:
     import ray
 
     from raysearch.commands.search import search
+    from raysearch.tuning.resources import ray_session
 
     gpus = 0.25 if device == "cuda" else None
-    started = not ray.is_initialized()
-    try:
+    with ray_session():  # raysearch's Ray session (its runtime env), kept up for the probes after the search
         with tempfile.TemporaryDirectory() as tmp:
             result = search("demo", ["epochs=1", "eval.examples=100", "search.space=baselines", "search.scheduler=none",
                                      "search.time_attr=backprops", "search.confirm.top=0", "search.warm_start=false"],
@@ -236,9 +252,6 @@ def ray_trials(device: str) -> dict[str, Any]:
         probes = ray.get([ray.remote(num_gpus=g)(_probe).remote(g) for g in ((0.25, 0.0) if device == "cuda" else (0.0,))])
         say(f"ray tasks (CUDA_VISIBLE_DEVICES, capped, device) at {'0.25 and 0' if device == 'cuda' else '0'} GPUs: "
             f"{probes}")
-    finally:
-        if started:
-            ray.shutdown()
     return {"slots": result.concurrency, "trials": trials, "probes": probes}
 
 

@@ -73,7 +73,7 @@ def train(
     """
     from raysearch._version import __version__
     from raysearch.rundir.experiment import load_experiment
-    from trainables.trainable import plugin_reference, register_plugins
+    from trainables.trial import plugin_reference, register_plugins
 
     extra = list(overrides)
     for kind, value in (("model", model), ("dataset", dataset)):

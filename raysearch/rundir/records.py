@@ -181,6 +181,14 @@ def learned_member(config: dict[str, Any], last: dict[str, Any]) -> tuple[dict[s
     return replay_config(config, learned_schedule(history)), history
 
 
+def _train_checkpoint(metrics: dict[str, Any]) -> Path | None:
+    """A multi-worker trial's last checkpoint: its Ray Train run's, whose path it reported."""
+    path = metrics.get("checkpoint_path")
+    if isinstance(path, str) and "://" not in path and Path(path, STATE_FILE).exists():
+        return Path(path)
+    return None
+
+
 def record_from_folder(trial_dir: Path, tune: dict[str, Any] | None = None, *, interrupted: bool = False,
                        optuna_state: str | None = None, params: dict[str, Any] | None = None,
                        stage: str = "search") -> TrialRecord:
@@ -205,7 +213,7 @@ def record_from_folder(trial_dir: Path, tune: dict[str, Any] | None = None, *, i
         trial_id=trial_id, status=status, config=train, metrics=metrics, history=run, levels=ends,
         params=dict(params or {}), optuna_state=optuna_state,
         warm_start=controls.get("warm_start") or None, family=controls.get("family"),
-        path=str(trial_dir), checkpoint=latest_checkpoint(trial_dir),
+        path=str(trial_dir), checkpoint=latest_checkpoint(trial_dir) or _train_checkpoint(metrics),
         error=_last_line(trial_dir / ERROR_FILE) if crashes else "", stage=stage,
         reused_from=controls.get("reused_from"), population=bool(controls.get("population")))
 

@@ -10,7 +10,8 @@ level only when that level fits too. So the budget is never exceeded by more tha
 estimates' slack, and paper defaults, which always finish, are counted but never stopped.
 
 The space probe (:func:`branch_configs`) walks every branch of a define-by-run space with
-each numeric range at its upper end: the costliest configuration of each branch.
+integer ranges at their upper end and float ranges at both ends: the costliest configuration
+of each branch is among them.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from typing import Any
 
 from trainables.config import TrainConfig, parse_config
 from trainables.data.loader import batches_in
+from trainables.levels import level_config, level_epochs
 from trainables.objective import reference_backprops
 from trainables.parts import make_schedule
 from trainables.schedules import Schedule
-from trainables.trainable import level_config, level_epochs, split_trial_config
+from trainables.trial import split_trial_config
 
 
 class _Probe:
-    """A stand-in Optuna trial that walks one branch of a define-by-run space, taking the
-    upper end of every numeric range (K is never larger elsewhere)."""
+    """A stand-in Optuna trial that walks one corner of a define-by-run space: one choice of
+    every categorical, the upper end of every integer range (K_min, K_max: K only grows with
+    them) and either end of every float range, a two-way branch (K is monotone in each float,
+    but either way: Amata's K grows with η and shrinks with its step switch)."""
 
     def __init__(self, path: list[int]) -> None:
         self.path, self.depth = list(path), 0
@@ -51,8 +55,7 @@ class _Probe:
         return high
 
     def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
-        self.params[name] = high
-        return high
+        return float(self.suggest_categorical(name, (high, low) if low < high else (high,)))
 
 
 def _branches(space: Callable[..., Any]) -> Iterator[dict[str, Any]]:
@@ -66,7 +69,8 @@ def _branches(space: Callable[..., Any]) -> Iterator[dict[str, Any]]:
 
 
 def branch_configs(train: Mapping[str, Any], space: Callable[..., Any]) -> list[TrainConfig]:
-    """One TrainConfig per branch of the space, every numeric range at its upper end."""
+    """One TrainConfig per corner of the space (see :class:`_Probe`): every categorical choice,
+    integer ranges at their upper end, float ranges at both ends."""
     from search_spaces import strip_search_keys
 
     return [parse_config({**train, **strip_search_keys(b)}) for b in _branches(space)]

@@ -20,7 +20,7 @@ from typing import Any
 
 from raysearch.rundir.experiment import SearchConfig
 from trainables.population import POPULATION_METRIC
-from trainables.trainable import TRIAL_PREFIX
+from trainables.trial import TRIAL_PREFIX
 
 K_BOUNDS = (1, 10)  # K per epoch: FGSM-like to PGD-10
 ALPHA_BOUNDS = (0.1, 1.25)  # α / ε: from small PGD steps to FGSM-RS's 1.25ε

@@ -10,9 +10,10 @@ before any trial starts (Ray would otherwise wait forever for resources that nev
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from trainables.registry import ConfigError
@@ -52,6 +53,21 @@ def init_ray(address: str | None = None, available: Mapping[str, float] | None =
         return
     have = available or local_resources()
     ray.init(num_cpus=int(have["CPU"]), num_gpus=int(have["GPU"]), **common)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, available: Mapping[str, float] | None = None) -> Iterator[None]:
+    """:func:`init_ray` for the ``with`` block; Ray is shut down after it when the block started
+    it (a caller's own Ray session stays up)."""
+    import ray
+
+    started = not ray.is_initialized()
+    init_ray(address, available)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def trial_resources(cpus_per_trial: float, gpus_per_trial: float | None,

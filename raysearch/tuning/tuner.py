@@ -103,10 +103,11 @@ def build_tuner(stage: Stage) -> Any:
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from raysearch.tuning.storage_watch import StorageErrors, StorageWatch
+    from raysearch.tuning.train_groups import RemoveTrainGroups
 
     if stage.stop is None:
         stage.stop = StorageWatch()
-        stage.callbacks = [*stage.callbacks, StorageErrors(stage.stop)]
+        stage.callbacks = [*stage.callbacks, StorageErrors(stage.stop), RemoveTrainGroups()]
 
     return tune.Tuner(
         stage.trainable,

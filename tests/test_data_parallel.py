@@ -1,4 +1,5 @@
-"""Data-parallel trials (trainables.distributed) on the CPU with gloo and two processes.
+"""Data-parallel trials on Ray Train (trainables.data_parallel, trainables.train_workers) on the
+CPU with gloo and two workers.
 
 The equivalence being checked: a 2-process run with global batch B is one process training
 on the same global batches of B, except that batch-norm statistics are computed per rank
@@ -11,8 +12,7 @@ than what changing the seed does to the same run).
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,13 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.checkpoint import load_run_state, save_run
+from trainables.checkpoint import load_run_state
 from trainables.config import parse_config
 from trainables.data import Batch, Split
-from trainables.distributed import ShardedBatchLoader, check_world, train_data_parallel
+from trainables.data_parallel import ShardedBatchLoader, check_world
 from trainables.engine import Run, start_run
 from trainables.registry import ConfigError
+from trainables.train_workers import train_data_parallel
 
 CONFIG = {"dataset": "digits", "model": "small_cnn", "batch_size": 32, "max_batches": 12, "epochs": 3,
           "method": "pgd", "k": 2, "init": "zero", "lr": 0.05, "eval.examples": 50, "eval.steps": 2,
@@ -59,7 +60,7 @@ def test_ranks_own_fixed_disjoint_shards_shuffled_per_epoch() -> None:
 
 
 def test_global_batch_must_split_evenly() -> None:
-    with pytest.raises(ConfigError, match="divisible by gpus_per_trial") as info:
+    with pytest.raises(ConfigError, match="divisible by the trial's workers") as info:
         check_world(parse_config(batch_size=33), 2)
     assert info.value.key == "batch_size"
 
@@ -93,6 +94,7 @@ class _PerHalfNorm(nn.Module):
 
 
 def _single(per_half_norm: bool, **values: Any) -> Run:
+    """One process on the 2-rank run's global batches."""
     run = start_run(parse_config({**CONFIG, **values}), "cpu")
     joined = _Joined(run)
     run.loader = joined  # type: ignore[assignment]
@@ -105,71 +107,72 @@ def _single(per_half_norm: bool, **values: Any) -> Run:
     return run
 
 
-def _losses(run: Run) -> list[float]:
-    return [record["train_loss"] for record in run.history]
+def _losses(history: list[dict[str, Any]]) -> list[float]:
+    return [record["train_loss"] for record in history]
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch() -> None:
-    ddp = train_data_parallel(CONFIG, WORLD, device_type="cpu", checkpoint=False)
-    exact = _single(per_half_norm=True)
-    plain = _single(per_half_norm=False)
-    assert len(ddp.history) == 3
-    # Same arithmetic up to the order of float sums (gradients averaged over ranks).
-    assert _losses(ddp) == pytest.approx(_losses(exact), rel=1e-5)
-    # Batch norm over 16 instead of 32 examples: a few percent by epoch 3 (seen: 0.1, 1.2, 2.9 %);
-    # a different seed moves the same single-process run further (seen: 0.1, 2.4, 7.3 %).
-    assert _losses(ddp) == pytest.approx(_losses(plain), rel=0.05)
-    # Cost is counted per global batch: exactly what one process with batch 32 counts.
-    reference = start_run(parse_config(CONFIG), "cpu")
-    assert ddp.batches_per_epoch == reference.batches_per_epoch == 12
-    assert ddp.cost.backprops == plain.cost.backprops == 3 * 12 * (2 + 1)
-    assert ddp.cost.forwards == plain.cost.forwards
-    assert 0 <= ddp.history[-1]["robust_acc"] <= 1
+@pytest.fixture(scope="module")
+def ray_two_cpus() -> Iterator[None]:
+    import ray
 
-
-def test_checkpoint_restores_sharded_memories_exactly(tmp_path: Path) -> None:
-    config = {**CONFIG, "method": "atta", "k": 1, "epochs": 2, "max_batches": 6}
-
-    def keep(run: Run, record: dict[str, Any], directory: str) -> None:
-        save_run(run, directory)
-        shutil.copytree(directory, tmp_path / f"epoch{record['epoch']}")
-
-    whole = train_data_parallel(config, WORLD, on_epoch=keep, device_type="cpu")
-    first = tmp_path / "epoch1"
-    assert (first / "rank1.pt").exists()
-    shard = load_run_state(first)["method"]["memory"]["delta"]
-    assert shard.shape[0] == 1200 // WORLD  # rank 0's memory holds its shard of digits' 1200 examples
-    resumed = train_data_parallel(config, WORLD, device_type="cpu", restore=first, checkpoint=False)
-    assert resumed.epoch == 2 and resumed.cost.backprops == whole.cost.backprops
-    assert resumed.history[-1]["train_loss"] == whole.history[-1]["train_loss"]
-    assert torch.equal(resumed.method.state_dict()["memory"]["delta"],
-                       load_run_state(tmp_path / "epoch2")["method"]["memory"]["delta"])
-
-
-def _data_parallel_trial(config: dict[str, Any]) -> None:
-    from trainables.distributed import tune_data_parallel
-
-    tune_data_parallel(parse_config(config), WORLD)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
 
 
 @pytest.mark.slow
-def test_a_tune_trial_spawns_its_ranks_and_reports_with_shard_checkpoints(tmp_path: Path) -> None:
-    import ray
-    from ray import cloudpickle, tune
+def test_two_workers_match_one_process_with_the_same_global_batch(ray_two_cpus: None, tmp_path: Path) -> None:
+    ddp = train_data_parallel(CONFIG, WORLD, storage=str(tmp_path), name="two")
+    exact = _single(per_half_norm=True)
+    plain = _single(per_half_norm=False)
+    assert len(ddp.history) == 3 and ddp.metrics["world_size"] == WORLD
+    # Same arithmetic up to the order of float sums (gradients averaged over ranks).
+    assert _losses(ddp.history) == pytest.approx(_losses(exact.history), rel=1e-5)
+    # Batch norm over 16 instead of 32 examples: a few percent by epoch 3 (seen: 0.1, 1.2, 2.9 %);
+    # a different seed moves the same single-process run further (seen: 0.1, 2.4, 7.3 %).
+    assert _losses(ddp.history) == pytest.approx(_losses(plain.history), rel=0.05)
+    # Cost is counted per global batch: exactly what one process with batch 32 counts.
+    reference = start_run(parse_config(CONFIG), "cpu")
+    assert ddp.metrics["batches_per_epoch"] == reference.batches_per_epoch == 12
+    assert ddp.cost["backprops"] == plain.cost.backprops == 3 * 12 * (2 + 1)
+    assert ddp.cost["forwards"] == plain.cost.forwards
+    assert 0 <= ddp.history[-1]["robust_acc"] <= 1
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the trial function lives here
-    config = {**CONFIG, "method": "atta", "k": 1, "epochs": 2, "max_batches": 4}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        grid = tune.Tuner(
-            tune.with_resources(_data_parallel_trial, {"cpu": 2}), param_space=config,
-            run_config=tune.RunConfig(name="ddp", storage_path=str(tmp_path), verbose=0),
-        ).fit()
-    finally:
-        ray.shutdown()
+
+@pytest.mark.slow
+def test_checkpoint_restores_sharded_memories_exactly(ray_two_cpus: None, tmp_path: Path) -> None:
+    config = {**CONFIG, "method": "atta", "k": 1, "epochs": 2, "max_batches": 6}
+    whole = train_data_parallel(config, WORLD, storage=str(tmp_path), name="whole")
+    first, last = sorted((tmp_path / "whole").glob("checkpoint_*"))[:2]
+    assert (first / "rank1.pt").exists() and (first / "state.pt").exists()  # the workers' parts, merged
+    shard = load_run_state(first)["method"]["memory"]["delta"]
+    assert shard.shape[0] == 1200 // WORLD  # rank 0's memory holds its shard of digits' 1200 examples
+    resumed = train_data_parallel(config, WORLD, storage=str(tmp_path), name="resumed", restore=str(first))
+    assert resumed.state["epoch"] == 2 and resumed.cost["backprops"] == whole.cost["backprops"]
+    assert resumed.history[-1]["train_loss"] == whole.history[-1]["train_loss"]
+    assert torch.equal(resumed.state["method"]["memory"]["delta"], load_run_state(last)["method"]["memory"]["delta"])
+
+
+@pytest.mark.slow
+def test_a_tune_trial_runs_its_workers_on_ray_train_and_reports_each_epoch(ray_two_cpus: None,
+                                                                          tmp_path: Path) -> None:
+    from ray import tune
+
+    from trainables.train_workers import DRIVER_CPUS
+    from trainables.trainable import tune_trainable
+    from trainables.trial import TrialSetup
+
+    config = {**CONFIG, "method": "atta", "k": 1, "epochs": 2, "max_batches": 4, "threads": 2}
+    setup = TrialSetup(workers=WORLD, cpus_per_trial=2, train_storage=str(tmp_path / "train"))
+    grid = tune.Tuner(
+        tune.with_resources(tune.with_parameters(tune_trainable, setup=setup), {"cpu": DRIVER_CPUS}),
+        param_space=config, run_config=tune.RunConfig(name="ddp", storage_path=str(tmp_path), verbose=0),
+    ).fit()
     result = grid[0]
-    assert result.error is None and result.metrics is not None and result.checkpoint is not None
+    assert result.error is None and result.metrics is not None
     assert result.metrics["epoch"] == 2 and result.metrics["world_size"] == WORLD
-    assert result.metrics["backprops"] == 2 * 4 * 2 and result.metrics["node_id"]
-    with result.checkpoint.as_directory() as directory:
-        assert {p.name for p in Path(directory).iterdir()} >= {"state.pt", "rank1.pt"}
+    assert result.metrics["backprops"] == 2 * 4 * 2 and result.metrics["full_fidelity"]
+    assert len(result.metrics["worker_nodes"].split(",")) == WORLD
+    checkpoint = Path(result.metrics["checkpoint_path"])
+    assert {p.name for p in checkpoint.iterdir()} >= {"state.pt", "rank1.pt", "trial.json"}
+    assert checkpoint.is_relative_to(tmp_path / "train")

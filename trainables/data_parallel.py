@@ -1,8 +1,8 @@
-"""One trial across several GPUs: data-parallel training with DistributedDataParallel.
+"""One run across several workers: data-parallel training with DistributedDataParallel.
 
-With ``gpus_per_trial`` = N ≥ 2 (whole) the trial process is rank 0 (it alone evaluates,
-checkpoints and calls ``tune.report``) and spawns ranks 1 … N−1 with
-:mod:`torch.multiprocessing`; NCCL joins them on CUDA, gloo on the CPU (tests).
+The workers (Ray Train's, :mod:`trainables.train_workers`) share a process group that is
+already initialized (NCCL on CUDA, gloo on the CPU); rank 0 alone evaluates. This module is
+the arithmetic of such a run; it starts no processes.
 
 - **Data.** Rank r owns a fixed partition of the training examples, positions r::N, and
   shuffles it each epoch with a generator seeded from (seed, epoch, rank), so per-example
@@ -21,25 +21,24 @@ checkpoints and calls ``tune.report``) and spawns ranks 1 … N−1 with
   the global batch (a local batch-mean gradient is N times the global one per example).
 - **Randomness and resume.** Each rank reseeds its RNG from (seed, epoch, rank) at the
   start of every epoch, so a run restored from a checkpoint continues exactly; rank r > 0
-  writes its shard of the per-example memories next to rank 0's checkpoint.
+  writes its shard of the per-example memories (``rank{r}.pt``) next to rank 0's state in
+  the same checkpoint folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import math
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from trainables.checkpoint import load_run_state
-from trainables.config import TrainConfig, parse_config
+from trainables.checkpoint import load_run_state, save_run
+from trainables.config import TrainConfig
 from trainables.data import (
     Augment,
     Batch,
@@ -49,7 +48,7 @@ from trainables.data import (
     train_subset,
     training_augment,
 )
-from trainables.engine import Run, seed_process
+from trainables.engine import Run
 from trainables.parts import (
     RunParts,
     make_context,
@@ -60,11 +59,8 @@ from trainables.parts import (
     make_schedule,
 )
 from trainables.registry import ConfigError
-from trainables.tune_report import node_metrics, report_epoch
 
-EpochCallback = Callable[[Run, dict[str, Any], str], None]  # (rank 0's run, record, directory)
 SHARD_FILE = "rank{rank}.pt"
-TIMEOUT = datetime.timedelta(minutes=30)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -120,7 +116,7 @@ class ShardedBatchLoader:
 def check_world(cfg: TrainConfig, world: int) -> None:
     if cfg.batch_size % world:
         raise ConfigError("batch_size", cfg.batch_size,
-                          f"must be divisible by gpus_per_trial ({world}): a global batch is split evenly over the GPUs")
+                          f"must be divisible by the trial's workers ({world}): a global batch is split evenly over them")
 
 
 class DataParallelRun:
@@ -193,21 +189,9 @@ class DataParallelRun:
         return {"method": self.run.method.state_dict()}
 
 
-def _init_group(rank: int, world: int, rendezvous: str, device_type: str) -> torch.device:
-    """Join the trial's process group. The ranks of one trial share a node, so they meet in a
-    file (``file://``): unlike a TCP port picked in advance, it cannot be taken by another
-    process between picking and binding (seen as a rare SIGABRT under load)."""
-    if device_type == "cuda":
-        torch.cuda.set_device(rank)
-        device = torch.device("cuda", rank)
-    else:
-        device = torch.device("cpu")
-    dist.init_process_group("nccl" if device_type == "cuda" else "gloo", init_method=f"file://{rendezvous}",
-                            rank=rank, world_size=world, timeout=TIMEOUT)
-    return device
-
-
-def _load(run: DataParallelRun, directory: str | None) -> None:
+def load_shards(run: DataParallelRun, directory: str | os.PathLike[str] | None) -> None:
+    """Restore ``run`` from a checkpoint folder written by every rank: rank 0's run state,
+    with this rank's own shard of the per-example memories."""
     if directory is None:
         return
     state = load_run_state(directory)
@@ -217,111 +201,14 @@ def _load(run: DataParallelRun, directory: str | None) -> None:
     run.run.load_state_dict(state)
 
 
-def _save_shard(run: DataParallelRun, directory: str | None = None) -> None:
-    """The end-of-epoch shard handshake, which every rank goes through: rank 0 announces
-    ``directory`` (None: no checkpoint; the other ranks' argument is not used), the other
-    ranks write their shard state into it, and all return once every shard is written."""
-    where: list[str | None] = [directory]
-    dist.broadcast_object_list(where, src=0)
-    if where[0] is not None and run.rank > 0:
-        torch.save(run.shard_state(), Path(where[0]) / SHARD_FILE.format(rank=run.rank))
-    dist.barrier()
+def save_shards(run: DataParallelRun, directory: str | os.PathLike[str]) -> None:
+    """This rank's part of the run's checkpoint folder: rank 0 the whole run state, the
+    others their shard of the per-example memories."""
+    if run.rank == 0:
+        save_run(run.run, directory)
+    else:
+        torch.save(run.shard_state(), Path(directory) / SHARD_FILE.format(rank=run.rank))
 
 
-def _worker(index: int, flat: dict[str, Any], world: int, rendezvous: str, device_type: str, threads: int,
-            restore: str | None) -> None:
-    """Ranks 1 … world−1 (spawned)."""
-    torch.set_num_threads(threads)
-    rank = index + 1
-    device = _init_group(rank, world, rendezvous, device_type)
-    try:
-        cfg = parse_config(flat)
-        seed_process(cfg)  # every rank builds the same initial weights
-        run = DataParallelRun(cfg, rank, world, device)
-        _load(run, restore)
-        run.wrap()
-        while not run.finished:
-            run.epoch()
-            _save_shard(run)
-    finally:
-        dist.destroy_process_group()
-
-
-def train_data_parallel(config: dict[str, Any] | TrainConfig, world: int, on_epoch: EpochCallback | None = None,
-                        restore: str | os.PathLike[str] | None = None, device_type: str | None = None,
-                        checkpoint: bool = True) -> Run:
-    """Train ``config`` on ``world`` processes in this process (rank 0) and ``world − 1`` spawned
-    ones; returns rank 0's finished :class:`~trainables.engine.Run`.
-
-    ``on_epoch(run, record, directory)`` is called on rank 0 after every epoch, with a
-    directory in which the other ranks have saved their shards (``rank{r}.pt``) when
-    ``checkpoint``: save rank 0's state there and report it. ``restore``: a checkpoint
-    directory written that way. ``device_type``: "cuda" (default when there are ``world``
-    GPUs) or "cpu" (gloo).
-    """
-    import torch.multiprocessing as mp
-
-    cfg = config if isinstance(config, TrainConfig) else parse_config(config)
-    if world < 2:
-        raise ConfigError("gpus_per_trial", world, "a data-parallel trial needs at least 2 processes")
-    check_world(cfg, world)
-    if device_type is None:
-        device_type = "cuda" if torch.cuda.is_available() and torch.cuda.device_count() >= world else "cpu"
-    if device_type == "cuda" and torch.cuda.device_count() < world:
-        raise ConfigError("gpus_per_trial", world, f"this trial sees only {torch.cuda.device_count()} GPUs")
-    meeting = tempfile.TemporaryDirectory(prefix="raysearch-ddp-")
-    rendezvous = os.path.join(meeting.name, "rendezvous")
-    threads = torch.get_num_threads()
-    per_rank = max(1, (cfg.threads or threads) // world)  # the trial's CPUs, split over its processes
-    if cfg.threads:
-        cfg = dataclasses.replace(cfg, threads=per_rank)
-    restore_dir = None if restore is None else str(restore)
-    workers = mp.start_processes(_worker, args=(cfg.to_flat(), world, rendezvous, device_type, per_rank, restore_dir),
-                                 nprocs=world - 1, join=False, start_method="spawn")
-    torch.set_num_threads(per_rank)
-    device = _init_group(0, world, rendezvous, device_type)
-    try:
-        seed_process(cfg)
-        run = DataParallelRun(cfg, 0, world, device)
-        _load(run, restore_dir)
-        run.wrap()
-        while not run.finished:
-            record = run.epoch()
-            assert record is not None
-            with tempfile.TemporaryDirectory() as directory:
-                _save_shard(run, directory if checkpoint else None)  # the other ranks have written their shards
-                if on_epoch is not None:
-                    on_epoch(run.run, record, directory)
-    except BaseException:
-        for process in workers.processes:
-            if process.is_alive():
-                process.terminate()
-        raise
-    finally:
-        dist.destroy_process_group()
-        torch.set_num_threads(threads)
-    while not workers.join():
-        pass
-    meeting.cleanup()
-    return run.run
-
-
-def tune_data_parallel(cfg: TrainConfig, world: int) -> None:
-    """The Ray Tune trainable's body for a trial across ``world`` GPUs: rank 0 (this process)
-    reports every epoch with a checkpoint holding its state and the other ranks' shards."""
-    from ray import tune
-
-    node = {**node_metrics(), "world_size": world}
-
-    def report(run: Run, record: dict[str, Any], directory: str) -> None:
-        report_epoch(run, record, directory, node)
-
-    checkpoint = tune.get_checkpoint()
-    with tempfile.TemporaryDirectory() as restore:
-        if checkpoint is not None:
-            checkpoint.to_directory(restore)
-        train_data_parallel(cfg, world, report, restore=restore if checkpoint is not None else None)
-
-
-__all__ = ["DataParallelRun", "ShardedBatchLoader", "check_world", "epoch_seed", "train_data_parallel",
-           "tune_data_parallel"]
+__all__ = ["SHARD_FILE", "DataParallelRun", "ShardedBatchLoader", "check_world", "epoch_seed", "load_shards",
+           "save_shards"]
