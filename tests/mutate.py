@@ -50,11 +50,15 @@ ROOT = Path(__file__).resolve().parent.parent
 IGNORED = (".venv", "venv", ".git", "runs", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", "*.egg-info")
 
 DEFAULT_MODULES: dict[str, list[str]] = {
-    "trainables/methods/losses.py": ["tests/test_loss_values.py", "tests/test_methods.py"],
-    "trainables/schedules/amata.py": ["tests/test_schedules.py", "tests/test_search_numbers.py",
+    "trainables/methods/losses.py": ["tests/test_loss_values.py", "tests/test_option_bounds.py",
+                                     "tests/test_authors_settings.py", "tests/test_methods.py"],
+    "trainables/schedules/amata.py": ["tests/test_schedules.py", "tests/test_option_bounds.py",
+                                      "tests/test_authors_settings.py", "tests/test_search_numbers.py",
                                       "tests/test_fixed_start_attacks.py"],
-    "trainables/schedules/mplus.py": ["tests/test_schedules.py", "tests/test_search_numbers.py"],
-    "trainables/methods/atas.py": ["tests/test_fixed_start_attacks.py", "tests/test_methods.py"],
+    "trainables/schedules/mplus.py": ["tests/test_schedules.py", "tests/test_option_bounds.py",
+                                      "tests/test_search_numbers.py"],
+    "trainables/methods/atas.py": ["tests/test_option_bounds.py", "tests/test_authors_settings.py",
+                                   "tests/test_fixed_start_attacks.py", "tests/test_methods.py"],
     "raysearch/tuning/budget.py": ["tests/test_search_numbers.py", "tests/test_searcher.py"],
     # the arithmetic of the scheduler module; the rest only forwards calls to Ray's schedulers
     "raysearch/tuning/scheduler.py@_whole,time_budget,grace_t,KeepBudget,make_scheduler,is_warm_start,"

@@ -234,7 +234,8 @@ def _linear_model(seed: int = 0) -> nn.Module:
 def _atas(n: int, memory_delta: torch.Tensor, beta: float = 0.5) -> ATAS:
     memory = PerturbationMemory(n, SHAPE, EPS, torch.device("cpu"), None)
     memory.delta.copy_(memory_delta)
-    return ATAS(memory, n, gamma=16 / 255 * 0.01, c=0.01, beta=beta, min_step=4 / 255, max_step=14 / 255)
+    return ATAS(memory, n, gamma=16 / 255 * 0.01, c=0.01, beta=beta, min_step=4 / 255, max_step=14 / 255,
+                reset_every=0, reference_batch=128, warmup_epochs=0, epochs=10)
 
 
 def test_atas_scales_gradients_to_batch_128_and_steps_per_example() -> None:

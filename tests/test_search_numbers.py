@@ -101,12 +101,12 @@ def test_epoch_and_backprops_budgets() -> None:
 ])
 def test_backprops_grace_is_grace_epochs_of_the_costliest_recipe(grace: float, expected: int) -> None:
     search = SearchConfig(time_attr="backprops", grace_period=grace)
-    assert grace_t(search, epochs=4, max_t=220) == expected
+    assert grace_t(search, epochs=4, max_t=220, levels=1) == expected
 
 
 @pytest.mark.parametrize(("grace", "epochs", "expected"), [(1, 4, 1), (1.5, 4, 2), (3, 4, 3), (10, 4, 4), (2, 1, 1)])
 def test_epoch_grace_is_whole_epochs_at_most_the_run(grace: float, epochs: int, expected: int) -> None:
-    assert grace_t(SearchConfig(time_attr="epoch", grace_period=grace), epochs=epochs, max_t=999) == expected
+    assert grace_t(SearchConfig(time_attr="epoch", grace_period=grace), epochs=epochs, max_t=999, levels=1) == expected
 
 
 @pytest.mark.parametrize("grace", [0.5, 1, 3])
@@ -428,25 +428,25 @@ def test_cost_model_levels_by_hand() -> None:
 
 def test_budget_limit_in_backprops_and_seconds() -> None:
     cost = _cost()
-    assert Budget(cost, limit=5000).limit_backprops(1000, 10) == 5000
+    assert Budget(cost, 0, limit=5000).limit_backprops(1000, 10) == 5000
     # 60 s at the measured 1000 backprops / 10 s is 6000 backprops; the smaller limit wins.
-    assert Budget(cost, seconds=60).limit_backprops(1000, 10) == pytest.approx(6000)
-    assert Budget(cost, limit=5000, seconds=60).limit_backprops(1000, 10) == 5000
-    assert Budget(cost, limit=7000, seconds=60).limit_backprops(1000, 10) == pytest.approx(6000)
+    assert Budget(cost, 0, seconds=60).limit_backprops(1000, 10) == pytest.approx(6000)
+    assert Budget(cost, 0, limit=5000, seconds=60).limit_backprops(1000, 10) == 5000
+    assert Budget(cost, 0, limit=7000, seconds=60).limit_backprops(1000, 10) == pytest.approx(6000)
     # Nothing measured yet: no rate, so the seconds budget does not limit.
-    assert Budget(cost, seconds=60).limit_backprops(0, 0) == math.inf
-    assert Budget(cost, seconds=60).limit_backprops(0, 5) == math.inf
-    assert Budget(cost, seconds=60).limit_backprops(1000, 0) == math.inf
-    assert Budget(cost, seconds=60).limit_backprops(1, 0.5) == pytest.approx(120)  # any positive rate counts
-    assert Budget(cost).limit_backprops(1e9, 1e6) == math.inf
+    assert Budget(cost, 0, seconds=60).limit_backprops(0, 0) == math.inf
+    assert Budget(cost, 0, seconds=60).limit_backprops(0, 5) == math.inf
+    assert Budget(cost, 0, seconds=60).limit_backprops(1000, 0) == math.inf
+    assert Budget(cost, 0, seconds=60).limit_backprops(1, 0.5) == pytest.approx(120)  # any positive rate counts
+    assert Budget(cost, 0).limit_backprops(1e9, 1e6) == math.inf
 
 
 def test_budget_fits_up_to_and_including_the_limit() -> None:
-    budget = Budget(_cost(), limit=1000)
+    budget = Budget(_cost(), 0, limit=1000)
     assert budget.fits(600, 0, 300, 100) and not budget.fits(600, 0, 300, 101)
     assert not budget.fits(601, 0, 300, 100) and not budget.fits(600, 0, 301, 100)
-    assert Budget(_cost(), seconds=10).fits(500, 5, 400, 100)  # limit 1000 at 100 backprops / s
-    assert not Budget(_cost(), seconds=10).fits(500, 5, 400, 101)
+    assert Budget(_cost(), 0, seconds=10).fits(500, 5, 400, 100)  # limit 1000 at 100 backprops / s
+    assert not Budget(_cost(), 0, seconds=10).fits(500, 5, 400, 101)
 
 
 def test_sequential_search_never_spends_more_than_the_budget() -> None:
@@ -481,7 +481,7 @@ def _ledger(budget: dict[str, float]) -> tuple[TrialScheduler, dict[str, Any], _
     cost = CostModel(train_size=100, batch_size=10, max_batches=0, epochs=2,
                      levels=((0.5, 0.5), (0.5, 1.0), (1.0, 1.0)), base=(("epochs", 2), ("batch_size", 10)))
     scheduler = make_scheduler(SearchConfig(scheduler="none", time_attr="fidelity"), epochs=2, max_t=999,
-                               levels=3, budget=Budget(cost, **budget))
+                               levels=3, budget=Budget(cost, 0, **budget))
     trials = {
         "a": _trial("a", method="pgd", k=1), "b": _trial("b", method="pgd", k=3),
         "c": _trial("c", status="PENDING", method="pgd", k=1),
@@ -524,7 +524,7 @@ def test_keep_budget_stops_only_at_a_level_end_below_the_full_run_and_never_a_de
 
 
 def test_cost_model_and_budget_are_immutable() -> None:
-    budget = Budget(_cost(), limit=10)
+    budget = Budget(_cost(), 0, limit=10)
     with pytest.raises(dataclasses.FrozenInstanceError):
         budget.limit = 20  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):

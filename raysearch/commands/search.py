@@ -324,8 +324,8 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
     budget = None
     if (s.budget is not None or s.budget_seconds is not None) and not s.population_based:
         first = max(cost.level_backprops(c, 0) for c in configs)
-        budget = Budget(cost, s.budget * cost.reference_backprops if s.budget is not None else None,
-                        s.budget_seconds, first)
+        budget = Budget(cost, first, limit=s.budget * cost.reference_backprops if s.budget is not None else None,
+                        seconds=s.budget_seconds)
     # Resources are checked before any trial starts: against this machine before Ray is
     # started, against the cluster once joined (``--address``) or when Ray already runs.
     joined = address is not None or ray.is_initialized()

@@ -142,9 +142,9 @@ class Budget:
     first level any trial of the space can have (``first_level``) and the cost model."""
 
     cost: CostModel
+    first_level: int
     limit: float | None = None
     seconds: float | None = None
-    first_level: int = 0
 
     def limit_backprops(self, spent_backprops: float, spent_seconds: float) -> float:
         """The budget in backprops now: the seconds budget converts at the measured rate."""

@@ -52,7 +52,15 @@ def init_ray(address: str | None = None, available: Mapping[str, float] | None =
         ray.init(address=address, **common)
         return
     have = available or local_resources()
-    ray.init(num_cpus=int(have["CPU"]), num_gpus=int(have["GPU"]), **common)
+    # A local instance raysearch starts for itself: Ray's notice that it enabled token
+    # authentication is about Ray's defaults, not this run, and would be the first line printed.
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        ray.init(num_cpus=int(have["CPU"]), num_gpus=int(have["GPU"]), **common)
+    finally:
+        notice.setLevel(level)
 
 
 @contextlib.contextmanager

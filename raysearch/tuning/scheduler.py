@@ -53,7 +53,7 @@ def time_budget(time_attr: str, *, epochs: int, max_t: int, levels: int = 1, red
     return epochs if time_attr == "epoch" else max(1, int(max_t))
 
 
-def grace_t(search: SearchConfig, *, epochs: int, max_t: int, levels: int = 1) -> int:
+def grace_t(search: SearchConfig, *, epochs: int, max_t: int, levels: int) -> int:
     """The grace period on the chosen axis (see the module docstring), at most the budget."""
     budget = time_budget(search.time_attr, epochs=epochs, max_t=max_t, levels=levels,
                          reduction_factor=search.reduction_factor)
@@ -139,7 +139,7 @@ class KeepBudget(Delegating):
         next_level = int(result.get("level", 0)) + 1
         cost = self.budget.cost
         config = _train_keys(trial.config)
-        more = cost.level_backprops(config, next_level) if next_level < len(cost.levels) else 0
+        more = cost.level_backprops(config, next_level)  # not the full run: a next level exists
         spent, seconds, committed = self._ledger(tune_controller, trial)
         if not self.budget.fits(spent, seconds, committed, more):
             return TrialScheduler.STOP

@@ -129,6 +129,7 @@ class OptunaSearcher(Searcher):
         self._target = target
         directions: list[Any] = [("maximize" if m == "max" else "minimize")
                                  for m in (mode if isinstance(mode, list) else [mode])]
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # raysearch prints its own lines per trial
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,

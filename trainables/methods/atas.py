@@ -122,10 +122,11 @@ class ATAS(Method):
         gamma: float,
         min_step: float,
         max_step: float,
-        reset_every: int = 0,
-        reference_batch: int = 128,
-        warmup_epochs: int = 0,
-        epochs: int = 0,
+        *,
+        reset_every: int,
+        reference_batch: int,
+        warmup_epochs: int,
+        epochs: int,
     ) -> None:
         self.memory = memory
         self.gamma, self.c, self.beta = gamma, c, beta
@@ -209,6 +210,6 @@ def _alpha(k: int, epsilon: float) -> float:
 
 ATAS_SPEC = MethodSpec(
     build=_build, label="ATAS", default_k=1, default_alpha=_alpha, attack_bn="eval", init="uniform",
-    options=AtasConfig, memory=True, describe=_describe,
+    options=AtasConfig, describe=_describe,
     source="Huang et al., ATAS, Algorithm 1; HuangZhiChao95/ATAS ATAS.py, adv_attack.py (model.eval())",
 )

@@ -78,6 +78,6 @@ def _describe(options: AttaConfig, epsilon: float) -> str:
 
 ATTA_SPEC = MethodSpec(
     build=_build, label="ATTA", default_k=1, default_alpha=atta_alpha, attack_bn="eval", init="normal",
-    options=AttaConfig, memory=True, describe=_describe,
+    options=AttaConfig, describe=_describe,
     source="Zheng et al., CVPR 2020; haizhongzheng/ATTA train_atta_cifar.py, adv_attack.py (model.eval())",
 )

@@ -126,7 +126,6 @@ class MethodSpec:
     init: str = "uniform"
     options: type | None = None
     joint_gradient: bool = False
-    memory: bool = False
     losses: tuple[str, ...] | None = None
     describe: Callable[[Any, float], str] | None = None
     source: str = ""

@@ -54,7 +54,8 @@ class AmataConfig:
         _check(0 <= self.switch <= 1, "amata.switch", self.switch, "must be in [0, 1]")
 
 
-def shape_value(shape: str, u: float, total_epochs: int, eta: float = 1.0, switch: float = 0.5) -> float:
+def shape_value(shape: str, u: float, total_epochs: int, eta: float = AmataConfig.eta,
+                switch: float = AmataConfig.switch) -> float:
     """s(u) ∈ [0, 1] for u = t / T."""
     if shape == "linear":
         return u
@@ -67,8 +68,8 @@ def shape_value(shape: str, u: float, total_epochs: int, eta: float = 1.0, switc
     raise ValueError(f"unknown Amata shape {shape!r}")
 
 
-def amata_k(epoch: int, total_epochs: int, k_min: int, k_max: int, shape: str = "linear",
-            eta: float = 1.0, switch: float = 0.5) -> int:
+def amata_k(epoch: int, total_epochs: int, k_min: int, k_max: int, shape: str = AmataConfig.shape,
+            eta: float = AmataConfig.eta, switch: float = AmataConfig.switch) -> int:
     """K_t of Amata Algorithm 1 (floored)."""
     if shape == "linear":  # exact integer arithmetic for the paper's shape
         return k_min + (k_max - k_min) * epoch // total_epochs
@@ -77,8 +78,8 @@ def amata_k(epoch: int, total_epochs: int, k_min: int, k_max: int, shape: str = 
 
 
 class Amata(Schedule):
-    def __init__(self, total_epochs: int, k_min: int, k_max: int, tau: float, shape: str = "linear",
-                 eta: float = 1.0, switch: float = 0.5) -> None:
+    def __init__(self, total_epochs: int, k_min: int, k_max: int, tau: float, shape: str = AmataConfig.shape,
+                 eta: float = AmataConfig.eta, switch: float = AmataConfig.switch) -> None:
         self.total_epochs, self.k_min, self.k_max, self.tau = total_epochs, k_min, k_max, tau
         self.shape, self.eta, self.switch = shape, eta, switch
 

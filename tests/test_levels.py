@@ -1,0 +1,52 @@
+"""A fidelity level is a complete, shorter run: its learning-rate and K schedules are laid out
+over the level's own epochs, so a proxy ends where a full run ends (LR at its final value, K
+at its last scheduled value), only sooner and on less data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from trainables.config import parse_config
+from trainables.engine import learning_rate, start_run
+from trainables.levels import level_config, level_epochs
+from trainables.parts import make_schedule
+
+
+@pytest.mark.parametrize(("fraction", "epochs", "expected"), [(0.5, 6, 3), (0.5, 5, 3), (0.1, 6, 1), (1.0, 6, 6)])
+def test_level_epochs_round_and_keep_at_least_one(fraction: float, epochs: int, expected: int) -> None:
+    assert level_epochs(fraction, epochs) == expected
+
+
+def test_a_level_lays_its_schedules_out_over_its_own_epochs() -> None:
+    full = parse_config({"epochs": 6, "schedule": "amata", "amata.k_min": 2, "amata.k_max": 10,
+                         "data_fraction": 0.8})
+    proxy = level_config(full, (0.5, 0.5))
+    assert proxy.epochs == 3 and proxy.data_fraction == pytest.approx(0.4) and proxy.eval.every == 3
+    # the LR reaches its final value at the proxy's end, as at the full run's
+    assert learning_rate(proxy, proxy.epochs) == pytest.approx(learning_rate(full, full.epochs)) == pytest.approx(0)
+    assert learning_rate(proxy, 1.5) == pytest.approx(full.lr / 2)  # half-way through the proxy
+    # Amata's K anneals over the proxy's three epochs: 2, 4, 7 (the full run: 2, 3, 4, 6, 7, 8)
+    assert [make_schedule(proxy).plan(t).k for t in range(3)] == [2, 4, 7]
+    assert [make_schedule(full).plan(t).k for t in range(6)] == [2, 3, 4, 6, 7, 8]
+    assert level_config(full, (1.0, 1.0)) is full
+
+
+def test_a_proxy_trains_to_its_final_learning_rate() -> None:
+    cfg = level_config(parse_config({"epochs": 4, "k": 1, "max_batches": 3, "eval.examples": 20}), (0.5, 0.5))
+    run = start_run(cfg, "cpu")
+    seen: list[float] = []
+    original = run.method.train_batch
+
+    def record(batch, plan, ctx):  # type: ignore[no-untyped-def]
+        seen.append(run.optimizer.param_groups[0]["lr"])
+        return original(batch, plan, ctx)
+
+    run.method.train_batch = record  # type: ignore[method-assign]
+    while run.epoch < cfg.epochs:
+        run.step()
+    batches = run.batches_per_epoch
+    assert len(seen) == cfg.epochs * batches == 2 * 3
+    assert seen == pytest.approx([learning_rate(cfg, i / batches) for i in range(len(seen))])
+    assert seen[-1] == pytest.approx(cfg.lr * 0.5 * (1 + math.cos(math.pi * 5 / 6)))  # the last batch: 5/6 done
