@@ -51,13 +51,19 @@ def test_confirmation_rows_intervals_and_resume(tmp_path: Path) -> None:
         assert stats.robust.high - stats.robust.mean == pytest.approx(half)
         assert stats.robust == mean_ci(values)
 
-    # --resume of the finished run: the same rows, nothing trained again
+    # --resume of the finished run: the same rows and cost, no confirmation run started again
+    def runs() -> set[str]:
+        return {p.name for p in run_dir.glob("confirm*/trial_*") if p.is_dir()}
+
+    before = runs()
+    assert len(before) == 4  # 2 recipes x 2 seeds (seed 0 re-attacks the search's checkpoint)
     again = search(resume=str(run_dir), progress=False)
-    assert again.confirmation is not None and again.confirmation.backprops == 0
-    assert _rows(run_dir) == rows
+    assert again.confirmation is not None and again.confirmation.backprops == new_backprops
+    assert _rows(run_dir) == rows and runs() == before
 
     # one more seed: only the new seed trains, the earlier rows are kept as they were
     more = confirm(run_dir, top=1, seeds=3, progress=False)
     extended = _rows(run_dir)
     assert len(extended) == 6 and [r for r in extended if r["seed"] != "2"] == rows
-    assert more.backprops == sum(int(r["backprops"]) for r in extended if r["seed"] == "2")
+    assert len(runs() - before) == 2
+    assert more.backprops == new_backprops + sum(int(r["backprops"]) for r in extended if r["seed"] == "2")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import math
 import time
@@ -148,10 +149,32 @@ def _row(item: Item, measured: dict[str, Any], source: str) -> dict[str, Any]:
     return row
 
 
-def _stage_results(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    """(recipe trial id, seed) -> the final record of each finished confirmation run."""
+PLANNED_FILE = "planned.json"  # the (recipe, seed) keys a confirmation stage was started for
+
+
+def _stage_folder(run_dir: Path, todo: list[Item]) -> tuple[Path, bool]:
+    """Where the runs of ``todo`` go, and whether that is an interrupted stage to continue:
+    ``confirm/`` first; a stage started for exactly these runs (or more) continues; runs it was
+    not started for (more seeds or recipes later) go to a new stage ``confirm-2``, ...."""
+    from raysearch.tuning.tuner import can_restore
+
+    wanted = {item.key for item in todo}
+    for n in itertools.count(1):
+        path = run_dir / ("confirm" if n == 1 else f"confirm-{n}")
+        if not path.exists():
+            return path, False
+        planned = path / PLANNED_FILE
+        if can_restore(str(path)) and planned.exists() and \
+                wanted <= {(str(t), int(seed)) for t, seed in json.loads(planned.read_text())}:
+            return path, True
+    raise AssertionError("unreachable")
+
+
+def _stage_results(run_dir: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """(recipe trial id, seed) -> the final record of each finished confirmation run, over
+    every confirmation stage of the run."""
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    for folder in sorted(path.glob("trial_*")):
+    for folder in sorted(run_dir.glob("confirm*/trial_*")):
         records = [r for r in read_history(folder) if r.get("confirm_done")]
         params = folder / "params.json"
         if not records or not params.exists():
@@ -170,7 +193,6 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
         InterruptWatch,
         Stage,
         build_tuner,
-        can_restore,
         fit,
         quiet_tune,
         restore_tuner,
@@ -198,7 +220,6 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
             reused_rows += 1
         else:
             todo.append(item)
-    stage_path = run.run_dir / "confirm"
     interrupted = False
     if todo:
         from ray import tune
@@ -217,9 +238,10 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
         trainable = tune.with_resources(tune.with_parameters(confirm_trainable, setup=setup), driver)
         from raysearch.tuning.resources import ray_session
 
+        stage_path, restore = _stage_folder(run.run_dir, todo)
         with quiet_tune(), ray_session():
             INTERRUPT.clear()
-            if can_restore(str(stage_path)):
+            if restore:
                 tuner = restore_tuner(str(stage_path), trainable)
             else:
                 points = [{**item.config, "threads": item.config.get("threads") or max(1, int(cpus)),
@@ -236,12 +258,14 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
                     from raysearch.tuning.resources import concurrent_slots, local_resources
 
                     slots = concurrent_slots(request, local_resources())
-                tuner = build_tuner(Stage("confirm", str(run.run_dir), trainable, {},
+                tuner = build_tuner(Stage(stage_path.name, str(run.run_dir), trainable, {},
                                           FixedConfigs(points), None, len(points),
                                           slots, callbacks))
+                stage_path.mkdir(parents=True, exist_ok=True)
+                (stage_path / PLANNED_FILE).write_text(json.dumps(sorted([list(item.key) for item in todo])))
             fit(tuner, str(run.run_dir))
         interrupted = INTERRUPT.is_set()
-    finished = _stage_results(stage_path)
+    finished = _stage_results(run.run_dir)
     for item in todo:
         measured = finished.get(item.key)
         if measured is not None:  # the search's own run cost the search, not the confirmation

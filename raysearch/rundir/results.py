@@ -186,7 +186,7 @@ def _folders(root: Path) -> dict[Path, tuple[str, dict[str, Any]]]:
             for p in glob.glob(str(experiment / pattern)):
                 folder = Path(p).parent.resolve()
                 found[folder] = (stage, stage_states.get(folder, {}))
-    for stage_dir in (root / s for s in ("confirm", *STAGES)):
+    for stage_dir in [*root.glob("confirm*"), *(root / s for s in STAGES)]:  # stage folders, not trials
         found.pop(stage_dir.resolve(), None)
     return found
 
