@@ -230,3 +230,17 @@ def test_range_errors_name_the_dotted_key(values: dict, key: str, value: object)
     err = _error(values)
     assert (err.key, err.value) == (key, value)
     assert str(err).startswith(f"{key}={value!r}: ") and err.allowed
+
+
+def test_a_config_error_survives_copy_and_pickle_whole() -> None:
+    # Ray copies a trial's exception to report it: a ConfigError that cannot be rebuilt from
+    # its args hid the real message behind "missing 2 required positional arguments"
+    import copy
+    import pickle
+
+    from trainables.registry import ConfigError
+
+    err = ConfigError("target_robust_acc", "reference", "needs a number", "hint")
+    for clone in (copy.copy(err), pickle.loads(pickle.dumps(err))):
+        assert (clone.key, clone.value, clone.allowed, clone.hint) == (err.key, err.value, err.allowed, err.hint)
+        assert str(clone) == str(err)

@@ -46,6 +46,10 @@ class ConfigError(ValueError):
             message += f" ({hint})"
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copied and pickled whole (Ray copies a trial's exception to report it)
+        return type(self), (self.key, self.value, self.allowed, self.hint)
+
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return "did you mean 'x'?" for the closest choice, or "" when nothing is close."""

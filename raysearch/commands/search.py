@@ -420,7 +420,10 @@ def _reference_record(plan: SearchPlan, progress: bool) -> TrialRecord | None:
     if can_restore(path):
         tuner = restore_tuner(path, trainable)
     else:
-        param_space = {**plan.train, **point.config, "trial.warm_start": REFERENCE_LABEL, "trial.family": "baselines"}
+        # its target is what it will reach: the reference itself trains under the trade-off
+        # objective (the study is told its cost_runs, which does not depend on the objective)
+        param_space = {**plan.train, **point.config, "objective": "tradeoff", "target_robust_acc": None,
+                       "trial.warm_start": REFERENCE_LABEL, "trial.family": "baselines"}
         tuner = build_tuner(Stage("reference", plan.run_dir, trainable, param_space, callbacks=callbacks))
     if progress:
         print(f"[reference] training {REFERENCE_LABEL} first: its robust accuracy is the target", flush=True)
