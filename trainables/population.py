@@ -35,7 +35,7 @@ from trainables.engine import Run, start_run
 from trainables.objective import DIVERGED_OBJECTIVE, target_objective, tradeoff_objective
 from trainables.status import Status
 from trainables.trainable import guard_failed
-from trainables.trial import TrialSetup, apply_resources, register_plugins, split_trial_config
+from trainables.trial import TrialSetup, apply_resources, enter_trial
 from trainables.tune_report import report_epoch
 
 POPULATION_METRIC = "population_objective"  # what PBT / PB2 rank members by (minimized)
@@ -121,9 +121,7 @@ def population_trainable(config: dict[str, Any], setup: TrialSetup | None = None
     """Ray Tune function trainable of one population member (see the module docstring)."""
     from ray import tune
 
-    setup = setup or TrialSetup()
-    register_plugins(setup.plugins)
-    train_keys, _ = split_trial_config(config)
+    setup, train_keys, _ = enter_trial(config, setup)
     cfg = member_config(train_keys)
     run = start_run(cfg, apply_resources(setup))
     me, folder = _trial()

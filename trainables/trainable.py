@@ -44,6 +44,7 @@ from trainables.trial import (
     TRIAL_PREFIX,
     TrialSetup,
     apply_resources,
+    enter_trial,
     plugin_reference,
     register_plugins,
     split_trial_config,
@@ -105,9 +106,7 @@ def guard_failed(trainable: Callable[..., None]) -> Callable[..., None]:
 @guard_failed
 def tune_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -> None:
     """Ray Tune function trainable: one recipe through its fidelity levels (see module doc)."""
-    setup = setup or TrialSetup()
-    register_plugins(setup.plugins)
-    train_keys, controls = split_trial_config(config)
+    setup, train_keys, controls = enter_trial(config, setup)
     device = apply_resources(setup)
     cfg = parse_config(train_keys)
     if trial_workers(setup) > 1:
@@ -158,9 +157,7 @@ def confirm_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -
     test-split accuracy under ``trial.attacks`` and its cost."""
     from ray import tune
 
-    setup = setup or TrialSetup()
-    register_plugins(setup.plugins)
-    train_keys, controls = split_trial_config(config)
+    setup, train_keys, controls = enter_trial(config, setup)
     cfg = parse_config(train_keys)
     if trial_workers(setup) > 1:
         tune_data_parallel(cfg, setup, {**controls, "attacks": controls.get("attacks") or "pgd50x10"})

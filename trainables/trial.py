@@ -55,6 +55,15 @@ def plugin_reference(kind: str, value: Any) -> tuple[str, tuple[tuple[str, str, 
     return name, ((kind, name, value),)
 
 
+def enter_trial(config: dict[str, Any], setup: TrialSetup | None) -> tuple[TrialSetup, dict[str, Any], dict[str, Any]]:
+    """What every trial function does first: its setup (default: one CPU process), the API's
+    plug-ins registered in this process, and the config split into training keys and controls."""
+    setup = setup or TrialSetup()
+    register_plugins(setup.plugins)
+    train_keys, controls = split_trial_config(config)
+    return setup, train_keys, controls
+
+
 def register_plugins(plugins: tuple[tuple[str, str, Any], ...]) -> None:
     """Put the API's plug-in objects into this process's registries."""
     if not plugins:
@@ -88,5 +97,5 @@ def apply_resources(setup: TrialSetup) -> torch.device | None:
 
 
 
-__all__ = ["CUDA_RESERVE_BYTES", "TRIAL_PREFIX", "TrialSetup", "apply_resources", "plugin_reference",
+__all__ = ["CUDA_RESERVE_BYTES", "TRIAL_PREFIX", "TrialSetup", "apply_resources", "enter_trial", "plugin_reference",
            "register_plugins", "split_trial_config"]
