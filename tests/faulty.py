@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from trainables.trainable import TrialSetup, guard_failed, tune_trainable
+from trainables.trainable import guard_failed, tune_trainable
+from trainables.trial import TrialSetup
 
 
 @guard_failed

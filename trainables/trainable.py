@@ -40,15 +40,7 @@ from trainables.faults import own_failures
 from trainables.levels import LevelAt, LevelProgress, level_config, level_report
 from trainables.status import Status
 from trainables.train_workers import trial_workers, tune_data_parallel
-from trainables.trial import (
-    TRIAL_PREFIX,
-    TrialSetup,
-    apply_resources,
-    enter_trial,
-    plugin_reference,
-    register_plugins,
-    split_trial_config,
-)
+from trainables.trial import TrialSetup, apply_resources, enter_trial
 from trainables.tune_report import node_metrics, report_epoch
 
 MAX_RETRIES = 1  # FailureConfig(max_failures=1)
@@ -187,5 +179,4 @@ def confirm_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -
                  "epoch": run.epoch, "reused_run": bool(source)})
 
 
-__all__ = ["MAX_RETRIES", "TRIAL_PREFIX", "TrialSetup", "apply_resources", "confirm_trainable", "failed_before",
-           "guard_failed", "plugin_reference", "register_plugins", "split_trial_config", "tune_trainable"]
+__all__ = ["MAX_RETRIES", "confirm_trainable", "failed_before", "guard_failed", "tune_trainable"]
