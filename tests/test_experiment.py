@@ -21,7 +21,7 @@ def test_demo_is_builtin_and_valid() -> None:
     assert exp.name == "demo"
     assert exp.train["dataset"] == "digits" and exp.train["model"] == "small_cnn"
     assert exp.search.space == "all" and exp.search.scheduler == "asha" and exp.search.time_attr == "fidelity"
-    assert exp.search.fidelity.levels() == [(0.5, 0.5), (1.0, 1.0)] and exp.search.budget == 3.5
+    assert exp.search.fidelity.levels() == [(0.5, 0.5), (1.0, 1.0)] and exp.search.budget == 4
     assert exp.search.confirm.top == 2 and exp.search.confirm.seeds == 3 and exp.search.confirm.attacks == "pgd20"
     assert exp.train_config.epochs <= 6
 
@@ -60,6 +60,8 @@ def test_parse_overrides_uses_yaml_values() -> None:
     (["search.time_attr=steps"], "search.time_attr", None),
     (["search.reduction_factor=1"], "search.reduction_factor", None),
     (["search.samples=0"], "search.samples", None),
+    (["search.startup_trials=-1"], "search.startup_trials", ">= 0"),
+    (["search.startup_trials=2.5"], "search.startup_trials", "whole number"),
     (["noequals"], "--set", None),
 ])
 def test_bad_values_name_the_key(overrides: list[str], key: str, hint: str | None) -> None:

@@ -20,6 +20,9 @@ CONTRACT_METRICS = ("epoch", "k", "alpha", "backprops", "forwards", "train_secon
                     "best_robust_acc", "status")
 SAMPLES = 7
 EPOCHS = 4
+OVERRIDES = [f"epochs={EPOCHS}", "eval.examples=200", "search.space=baselines", "search.time_attr=backprops",
+             "search.grace_period=0.25", "search.reduction_factor=2", "search.max_concurrent=2",
+             "search.confirm.top=0"]
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +35,8 @@ def run(tmp_path_factory: pytest.TempPathFactory):
     try:
         # baselines on the backprops axis with rungs every doubling from a quarter of PGD-10's
         # epoch (grace 0.25, rf 2): even FGSM-RS (2 backprops per batch) meets two rungs.
-        result = search("demo", [f"epochs={EPOCHS}", "eval.examples=200", "search.space=baselines",
-                                 "search.time_attr=backprops", "search.grace_period=0.25",
-                                 "search.reduction_factor=2", "search.max_concurrent=2", "search.confirm.top=0"],
-                        samples=SAMPLES, storage=str(tmp_path_factory.mktemp("runs")), name="e2e", progress=False)
+        result = search("demo", OVERRIDES, samples=SAMPLES, storage=str(tmp_path_factory.mktemp("runs")), name="e2e",
+                        progress=False)
     finally:
         ray.shutdown()
     return result
@@ -101,3 +102,26 @@ def test_tensorboard_has_one_run_per_trial_with_scalars_and_hparams(run) -> None
         assert start.hparams["status"].string_value == trial.status.value
         assert "_hparams_/session_end_info" in content
     assert set(SCALARS.values()) >= {"accuracy/robust", "objective/objective"}
+
+
+def test_a_second_search_reuses_the_finished_default_and_does_not_pay_for_it(run) -> None:
+    import ray
+
+    from raysearch.commands.search import search
+
+    storage = str(Path(run.run_dir).parent)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        again = search("demo", [*OVERRIDES, "search.seed=1"], samples=2, storage=storage, name="again",
+                       progress=False)
+    finally:
+        ray.shutdown()
+    (default,) = run.warm_start
+    assert again.summary["reused"] == [{"label": "PGD-10", "from": default.path}]
+    (reused,) = [t for t in again.trials if t.stage == "reused"]
+    assert reused.metrics["robust_acc"] == default.metrics["robust_acc"]
+    assert Path(reused.path).parent == Path(again.run_dir, "reused")  # copied: the run directory stays whole
+    ran = [t for t in again.trials if t.stage != "reused"]
+    assert len(ran) == 2 and not any(t.warm_start for t in ran)  # the two samples are both drawn
+    assert default.spent_backprops == EPOCHS * run.summary["batches_per_epoch"] * 11  # PGD-10: 11 per batch
+    assert again.summary["search_backprops"] == sum(t.spent_backprops for t in ran)  # the default costs nothing

@@ -192,3 +192,36 @@ def test_sqlite_storage_and_checkpoint_restore(tmp_path) -> None:
     assert a.state == TrialState.COMPLETE and a.intermediate_values == {100: 0.9, 200: 0.7}
     assert orphan.state == TrialState.FAIL
     pickle.dumps(restored.study.sampler)  # Tune pickles the searcher into the experiment dir
+
+
+def _leading_random_draws(fixed: int, startup: int | None, samples: int = 12, trials: int = 16) -> int:
+    """How many trials after ``fixed`` enqueued points TPE draws exactly as RandomSampler(seed=0)."""
+    def objective(trial: optuna.Trial) -> float:
+        return (trial.suggest_float("x", 0, 1) - 0.3) ** 2 + (trial.suggest_float("y", 0, 1) - 0.7) ** 2
+
+    tpe = optuna.create_study(sampler=make_sampler("tpe", seed=0, samples=samples, fixed_points=fixed,
+                                                   startup=startup))
+    for i in range(fixed):
+        tpe.enqueue_trial({"x": 0.1 * i, "y": 0.9 - 0.1 * i})
+    tpe.optimize(objective, n_trials=trials)
+    random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    random.optimize(objective, n_trials=trials)
+    same = 0
+    for drawn, reference in zip(tpe.trials[fixed:], random.trials, strict=False):
+        if drawn.params != reference.params:
+            break
+        same += 1
+    return same
+
+
+@pytest.mark.parametrize(("fixed", "startup", "samples", "expected"), [
+    (0, None, 12, 4),   # a third of the samples, at least 4
+    (4, None, 12, 4),   # the paper defaults do not use up the random start
+    (4, 6, 12, 6),      # raysearch 0.1's 10 start-up trials, 4 of them defaults
+    (0, None, 40, 10),  # at most 10
+    (2, 0, 12, 0),      # modelling from the defaults alone
+])
+def test_paper_defaults_come_on_top_of_tpe_start_up_trials(fixed: int, startup: int | None, samples: int,
+                                                           expected: int) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    assert _leading_random_draws(fixed, startup, samples, trials=fixed + expected + 3) == expected

@@ -95,7 +95,5 @@ def apply_resources(setup: TrialSetup) -> torch.device | None:
     return None
 
 
-
-
 __all__ = ["CUDA_RESERVE_BYTES", "TRIAL_PREFIX", "TrialSetup", "apply_resources", "enter_trial", "plugin_reference",
            "register_plugins", "split_trial_config"]

@@ -4,7 +4,7 @@ Three searches of the demo experiment (same data, epochs, trade-off objective), 
 ``seeds`` search seeds, side by side:
 
 - ``baseline``: raysearch 0.1's search: 40 trials, multivariate TPE + ASHA on the backprops
-  axis, no budget;
+  axis, no budget, 10 start-up trials of which the 4 paper defaults are 4 (0.1's rule);
 - ``new``: the demo's default: complete low-fidelity proxies promoted by ASHA, a budget;
 - ``random``: random configurations, full runs only, at the new search's budget.
 
@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 VARIANTS: dict[str, list[str]] = {
-    "baseline": ["search.time_attr=backprops", "search.budget=null", "search.samples=40", "search.reuse=false"],
+    "baseline": ["search.time_attr=backprops", "search.budget=null", "search.samples=40", "search.reuse=false",
+                 "search.startup_trials=6"],
     "new": ["search.reuse=false"],
     "random": ["search.algorithm=random", "search.scheduler=none", "search.time_attr=backprops", "search.reuse=false"],
 }
@@ -110,7 +111,7 @@ def _new_budget(extra: Sequence[str]) -> float:
     from raysearch.rundir.experiment import load_experiment
 
     budget = load_experiment("demo", list(extra)).search.budget
-    return budget if budget is not None else 3.5
+    return budget if budget is not None else 4.0
 
 
 def measure_fidelity(recipes: int, confirm_seeds: int, seed: int, storage: str, extra: Sequence[str]) -> dict[str, Any]:

@@ -135,6 +135,11 @@ class Prior:
     label: str
     params: dict[str, Any]
 
+    @property
+    def origin(self) -> str:
+        """Where the run was trained (a reused one is read from its copy in this run)."""
+        return self.record.reused_from or self.record.path
+
 
 @dataclass
 class SearchPlan:
@@ -179,14 +184,18 @@ class SearchPlan:
     @property
     def train(self) -> dict[str, Any]:
         """The training keys every trial shares (data_root absolute: trials run elsewhere)."""
-        cfg = self.experiment.train_config
-        return {**self.experiment.train, "data_root": abs_data_root(cfg.data_root),
-                # CPU results depend on the thread count: record it so best.yaml re-runs exactly.
-                "threads": cfg.threads or max(1, int(self.experiment.search.cpus_per_trial))}
+        return {**self.experiment.train, "data_root": abs_data_root(self.experiment.train_config.data_root),
+                "threads": trial_threads(self.experiment)}
 
     @property
     def levels(self) -> tuple[tuple[float, float], ...]:
         return self.cost.levels
+
+
+def trial_threads(experiment: Experiment) -> int:
+    """The CPU threads a trial trains with: the config's, else its CPUs. CPU results depend on
+    it, so every trial records it (``best.yaml`` re-runs exactly, reuse compares it)."""
+    return experiment.train_config.threads or max(1, int(experiment.search.cpus_per_trial))
 
 
 def abs_data_root(root: str) -> str:
@@ -336,7 +345,7 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
     points = search_spaces.warm_starts(s.space, cfg.epsilon) if s.warm_start and not s.population_based else []
     reused: list[Prior] = []
     if s.reuse and points and resume is None:
-        wanted = {p.label: {**exp.train, **p.config} for p in points}
+        wanted = {p.label: {**exp.train, "threads": trial_threads(exp), **p.config} for p in points}
         for label, record in find_reusable(storage_path, run_name, wanted).items():
             point = next(p for p in points if p.label == label)
             reused.append(Prior(record, label, point.params))
@@ -448,7 +457,7 @@ def _copy_reused(plan: SearchPlan) -> None:
             data = json.loads(params.read_text()) if params.exists() else {}
             data.update({"trial.reused_from": prior.record.path, "trial.warm_start": prior.label})
             params.write_text(json.dumps(data))
-        prior.record.path = str(target)
+        prior.record.reused_from, prior.record.path = prior.record.path, str(target)
 
 
 def _prior_trials(plan: SearchPlan, extra: list[Prior]) -> list[tuple[dict[str, Any], Any, dict[str, Any]]]:
@@ -462,7 +471,7 @@ def _prior_trials(plan: SearchPlan, extra: list[Prior]) -> list[tuple[dict[str, 
         values = [m.get(k) for k in (metric if isinstance(metric, list) else [metric])]
         if any(not isinstance(v, (int, float)) for v in values):
             continue
-        attrs = {"warm_start": prior.label, "ray_trial_id": prior.record.trial_id, "reused_from": prior.record.path,
+        attrs = {"warm_start": prior.label, "ray_trial_id": prior.record.trial_id, "reused_from": prior.origin,
                  **{k: float(m[k]) for k in ("robust_acc", "clean_acc", "backprops") if isinstance(m.get(k), (int, float))}}
         told.append((prior.params, values if isinstance(metric, list) else values[0], attrs))
     return told
@@ -487,7 +496,9 @@ def _search_stage(plan: SearchPlan, target: float | None, prior: list[Prior], pr
     if s.population_based:
         return _population_stage(plan, trainable, target, progress)
     metric, mode = search_metric(cfg.objective)
-    sampler = make_sampler(s.algorithm, seed=s.seed, multi_objective=isinstance(metric, list), samples=s.samples)
+    told = _prior_trials(plan, prior)
+    sampler = make_sampler(s.algorithm, seed=s.seed, multi_objective=isinstance(metric, list), samples=s.samples,
+                           fixed_points=len(plan.warm_starts) + len(told), startup=s.startup_trials)
     storage = None if is_uri(plan.run_dir) else f"sqlite:///{join(plan.run_dir, STUDY_FILE)}"
     study_attrs = {"experiment": exp.name, "dataset": cfg.dataset, "model": cfg.model, "epsilon": cfg.epsilon,
                    "epochs": cfg.epochs, "objective": cfg.objective, "space": s.space,
@@ -497,7 +508,7 @@ def _search_stage(plan: SearchPlan, target: float | None, prior: list[Prior], pr
         plan.space, metric=metric, mode=mode, sampler=sampler, study_name=plan.run_name, storage=storage,
         step_attr=s.time_attr, warm_starts=[(p.label, p.params) for p in plan.warm_starts],
         metric_names=metric_names(cfg.objective, cfg.cost_weight), study_attrs=study_attrs, budget=plan.budget,
-        space_name=s.space, prior=_prior_trials(plan, prior), target=target if cfg.objective == "target" else None)
+        space_name=s.space, prior=told, target=target if cfg.objective == "target" else None)
     watch = InterruptWatch(searcher)
     callbacks: list[Any] = [watch, TensorBoardCallback(time_attr=s.time_attr)]
     if progress:
@@ -611,7 +622,7 @@ def _write_start(plan: SearchPlan) -> None:
         "budget_seconds": plan.experiment.search.budget_seconds if plan.budget else None,
         "algorithm": plan.experiment.search.algorithm,
         "fidelity_levels": [list(level) for level in plan.levels], "time_attr": plan.experiment.search.time_attr,
-        "reused": [{"label": p.label, "from": p.record.path} for p in plan.reused],
+        "reused": [{"label": p.label, "from": p.origin} for p in plan.reused],
     })
 
 

@@ -168,7 +168,9 @@ class SearchConfig:
     backprops the costliest configuration spends in ``grace_period`` epochs; a fraction is
     allowed there); ``epoch``: the classic. ``budget``: the most compute the search may spend,
     in reference runs (PGD-10 of this experiment); ``budget_seconds``: in training seconds.
-    ``algorithm`` None picks multivariate TPE, or NSGA-II for ``objective: pareto``; ``pbt`` /
+    ``algorithm`` None picks multivariate TPE, or NSGA-II for ``objective: pareto``; TPE models
+    after ``startup_trials`` random trials (None: a third of ``samples``, 4 to 10) drawn after
+    the paper defaults; ``pbt`` /
     ``pb2`` train a population that learns K(t) and α(t). ``gpus_per_trial`` None: one GPU per
     trial where the cluster has GPUs, none otherwise; ``workers_per_trial``: data-parallel
     workers per trial (GPUs per trial ≥ 2 implies one worker per GPU). ``max_concurrent``
@@ -179,6 +181,7 @@ class SearchConfig:
     space: str = "all"
     samples: int = 16
     algorithm: str | None = None
+    startup_trials: int | None = None
     scheduler: str = "asha"
     time_attr: str = "fidelity"
     grace_period: float = 1
@@ -204,6 +207,8 @@ class SearchConfig:
             raise ConfigError("search.samples", self.samples, "must be >= 1")
         if self.algorithm is not None:
             _choice("search.algorithm", self.algorithm, ALGORITHMS)
+        if self.startup_trials is not None and _number("search.startup_trials", self.startup_trials, whole=True) < 0:
+            raise ConfigError("search.startup_trials", self.startup_trials, "must be >= 0 (or null: a third of samples)")
         _choice("search.scheduler", self.scheduler, ("asha", "none"))
         _choice("search.time_attr", self.time_attr, TIME_ATTRS)
         if _number("search.grace_period", self.grace_period) <= 0:

@@ -67,14 +67,15 @@ def target_shortfall(result: Mapping[str, Any], target: float) -> float:
     return target - float(robust)
 
 
-def make_sampler(algorithm: str | None, *, seed: int, multi_objective: bool = False,
-                 samples: int = 16) -> optuna.samplers.BaseSampler:
+def make_sampler(algorithm: str | None, *, seed: int, multi_objective: bool = False, samples: int = 16,
+                 fixed_points: int = 0, startup: int | None = None) -> optuna.samplers.BaseSampler:
     """A seeded Optuna sampler: multivariate TPE (default), NSGA-II (default for pareto) or random.
 
     ``group=True`` lets multivariate TPE model each conditional sub-space of a define-by-run
     space jointly (without it, TPE falls back to independent sampling for parameters that
-    are not in every trial). ``n_startup_trials`` shrinks for small budgets so TPE starts
-    modelling after about a third of the trials (warm-start points count as startup trials).
+    are not in every trial). TPE models after ``startup`` random trials (None: a third of
+    ``samples``, 4 to 10) that come on top of the ``fixed_points`` (paper defaults run or
+    reused, the reference): those are chosen by people, not drawn, so they explore nothing.
     Constraints (``objective: target``) need no sampler argument: Optuna 5 samplers read each
     trial's ``Trial.set_constraint`` values (``constraints_func`` is deprecated there).
     """
@@ -83,12 +84,16 @@ def make_sampler(algorithm: str | None, *, seed: int, multi_objective: bool = Fa
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if algorithm == "tpe":
             return optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed, constant_liar=True,
-                                              n_startup_trials=max(4, min(10, samples // 3)))
+                                              n_startup_trials=fixed_points + _startup(samples, startup))
         if algorithm == "nsga2":
             return optuna.samplers.NSGAIISampler(population_size=max(4, min(50, samples // 3)), seed=seed)
         if algorithm == "random":
             return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown search algorithm {algorithm!r}")
+
+
+def _startup(samples: int, startup: int | None) -> int:
+    return max(4, min(10, samples // 3)) if startup is None else startup
 
 
 def hparam_config(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,53 @@
+"""raysearch bench --search: the rank correlation by hand, and a quick comparison's JSON line
+(the contract keys, medians of the rows, and each search's cost and confirmed answer)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+
+from raysearch.commands.bench_search import VARIANTS, spearman
+
+
+def test_spearman_by_hand_with_ties() -> None:
+    # ranks x 1..5, y 1, 2, 3.5, 5, 3.5: cov 8, sx sqrt(10), sy sqrt(9.5) -> 8 / sqrt(95)
+    assert spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(8 / math.sqrt(95))
+    assert spearman([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(-1.0)
+    assert spearman([0.1, 0.5, 0.2], [1, 9, 4]) == pytest.approx(1.0)  # monotone, not linear
+
+
+def test_spearman_needs_three_finite_pairs_and_some_spread() -> None:
+    assert math.isnan(spearman([1, 2], [2, 1]))
+    assert math.isnan(spearman([1, 2, math.nan, 4], [1, 2, 3, math.inf]))  # two pairs left
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))  # no ranking to correlate
+    with pytest.raises(ValueError):
+        spearman([1, 2, 3], [1, 2])
+
+
+def test_baseline_is_raysearch_0_1s_search() -> None:
+    baseline = dict(o.split("=", 1) for o in VARIANTS["baseline"])
+    assert baseline == {"search.time_attr": "backprops", "search.budget": "null", "search.samples": "40",
+                        "search.reuse": "false", "search.startup_trials": "6"}  # 0.1: 10 start-up, 4 defaults
+    assert "search.budget=null" not in VARIANTS["new"]  # the demo's budget
+
+
+@pytest.mark.slow
+def test_quick_comparison_prints_the_contract_keys_last(capsys: pytest.CaptureFixture[str]) -> None:
+    from raysearch.commands.bench import bench
+
+    result = bench(json_output=True, quick=True, search=True, seeds=(0,))
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(result))
+    rows = result["rows"]
+    assert {r["variant"] for r in rows} == {"baseline", "new", "random"}
+    for variant in ("baseline", "new", "random"):
+        mine = [r for r in rows if r["variant"] == variant]
+        assert result[f"{variant}_cost_runs"] == statistics.median(r["cost_runs"] for r in mine)
+        assert result[f"{variant}_confirmed_objective"] == statistics.median(r["confirmed_objective"] for r in mine)
+        assert all(r["cost_runs"] > 0 and 0 < r["confirmed_objective"] < 2 and r["best"] for r in mine)
+    levels = result["fidelity"]["levels"]
+    assert result["fidelity"]["recipes"] == 3  # quick: 2 epochs, the proxy 1 epoch on half the data
+    assert [(level["epochs"], level["data_fraction"]) for level in levels] == [(1, 0.5), (2, 1.0)]
+    assert all(-1 <= level["spearman"] <= 1 for level in levels)
