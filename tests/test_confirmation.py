@@ -67,3 +67,12 @@ def test_confirmation_rows_intervals_and_resume(tmp_path: Path) -> None:
     assert len(extended) == 6 and [r for r in extended if r["seed"] != "2"] == rows
     assert len(runs() - before) == 2
     assert more.backprops == new_backprops + sum(int(r["backprops"]) for r in extended if r["seed"] == "2")
+
+    # a second search beside it: rows measured there are reused, named by that folder, and cost nothing
+    second = search("demo", [*ARGS, "search.seed=1"], samples=3, storage=str(tmp_path), name="tiny2", progress=False)
+    rows2 = _rows(Path(second.run_dir))
+    reused = [r for r in rows2 if r["source"] == str(run_dir)]
+    assert any(r["warm_start"] == "PGD-10" and r["seed"] == "1" for r in reused)
+    summary2 = json.loads((Path(second.run_dir) / "search_summary.json").read_text())
+    assert summary2["confirm_reused_rows"] == len(reused)
+    assert summary2["confirm_backprops"] == sum(int(r["backprops"]) for r in rows2 if r["source"] == "this run")

@@ -135,7 +135,10 @@ def _known_rows(run: RunInfo) -> dict[str, dict[str, Any]]:
     for folder in sorted(p for p in run.run_dir.parent.iterdir() if p.is_dir() and p != run.run_dir):
         for row in read_rows(folder / CONFIRMATION_CSV):
             if row.get("config_hash") and not math.isnan(row["robust_acc"]):
-                known.setdefault(str(row["config_hash"]), {**row, "source": row.get("source") or str(folder)})
+                # trained there: its source is that folder (it costs this run nothing); a row
+                # that folder reused in turn keeps the folder it was trained in
+                source = str(folder) if row.get("source") in OWN_SOURCES or not row.get("source") else row["source"]
+                known.setdefault(str(row["config_hash"]), {**row, "source": source})
     return known
 
 
@@ -251,8 +254,10 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
                 callbacks: list[Any] = [InterruptWatch()]
                 if progress:
                     callbacks.append(ProgressLines(len(points), run.reference_backprops or 0, stage="confirm"))
+                    own_runs = sum(1 for item in todo if item.checkpoint)
                     print(f"[confirm] {len(points)} runs: {len(items) - reused_rows} of {len(items)} recipe-seeds "
-                          f"({reused_rows} reused), tested with {attacks} on the test split", flush=True)
+                          f"({reused_rows} confirmed before; {own_runs} are the search's own runs, tested without "
+                          f"training), tested with {attacks} on the test split", flush=True)
                 slots = plan.concurrency if plan is not None else None
                 if slots is None and workers > 1:  # room for every running trial's workers
                     from raysearch.tuning.resources import concurrent_slots, local_resources

@@ -63,8 +63,8 @@ class ProgressLines(Callback):
         return sum(self.spent.values()) / self.reference if self.reference else math.nan
 
     def _beat(self, trials: list[Any], trial: Any, result: dict[str, Any]) -> None:
-        spent = result.get("trial_backprops", result.get("backprops"))
-        if isinstance(spent, (int, float)):
+        spent = 0 if result.get("reused_run") else result.get("trial_backprops", result.get("backprops"))
+        if isinstance(spent, (int, float)):  # the search's own run (reused_run) was paid for by the search
             self.spent[trial.trial_id] = float(spent)
         objective = result.get("objective")
         final = result.get("full_fidelity", True) and result.get("status", Status.COMPLETED.value) != Status.RUNNING.value
@@ -75,11 +75,17 @@ class ProgressLines(Callback):
             self.last_beat = now
             running = sum(t.status == "RUNNING" for t in trials)
             ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-            best = f"{self.best:.4f}" if self.best is not None else "-"
-            budget = f" of {self.budget:g}" if self.budget else ""
-            print(f"[{self.stage}] {ended}/{self.total} trials ended, {running} running; compute spent "
-                  f"{self.spent_runs():.2f}{budget} reference runs; best full-run objective so far {best}",
-                  flush=True)
+            print(self.heartbeat(running, ended), flush=True)
+
+    def heartbeat(self, running: int, ended: int) -> str:
+        """The periodic line: trials, compute spent (of the budget) and the best full run."""
+        budget = f" of {self.budget:g}" if self.budget else ""
+        line = (f"[{self.stage}] {ended}/{self.total} trials ended, {running} running; compute spent "
+                f"{self.spent_runs():.2f}{budget} reference runs")
+        if self.best is not None or self.stage == "search":  # a confirmation reports no objective
+            line += f"; best full-run objective so far {self.best:.4f}" if self.best is not None else \
+                "; best full-run objective so far -"
+        return line
 
     def _line(self, trial: Any, failed: bool) -> None:
         result = trial.last_result or {}
