@@ -26,7 +26,7 @@ def test_summary_shows_cost_best_and_only_finished_defaults() -> None:
                           summary=summary)
     lines = search_summary_text(result, load_experiment("demo")).splitlines()
     assert lines[0] == "raysearch search demo: 3 trials (2 completed, 1 pruned) — finished"
-    assert lines[1] == "search cost: 2.50 reference runs (1650 backprops, 42.0 s of training) of a budget of 3.5"
+    assert lines[1] == "search cost: 2.50 reference runs (1650 backprops, 42.0 s of training) of a budget of 4"
     assert lines[2].startswith("best trial a (validation, one seed): Free, K=3: objective 0.1885, robust acc 0.843")
     assert "(0.32x PGD-10)" in lines[2]
     assert "paper default PGD-10 [pruned, not compared]" in lines
