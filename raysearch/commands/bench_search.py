@@ -107,11 +107,13 @@ def run_variant(variant: str, seed: int, storage: str, extra: Sequence[str], con
                      stat.objective)
 
 
-def _new_budget(extra: Sequence[str]) -> float:
+def _new_budget(extra: Sequence[str]) -> float | None:
     from raysearch.rundir.experiment import load_experiment
 
     budget = load_experiment("demo", list(extra)).search.budget
-    return budget if budget is not None else 4.0
+    if budget is None:  # --quick runs the new search without one: random gets the demo's own
+        budget = load_experiment("demo").search.budget
+    return budget
 
 
 def measure_fidelity(recipes: int, confirm_seeds: int, seed: int, storage: str, extra: Sequence[str]) -> dict[str, Any]:

@@ -183,19 +183,20 @@ class SearchPlan:
 
     @property
     def train(self) -> dict[str, Any]:
-        """The training keys every trial shares (data_root absolute: trials run elsewhere)."""
-        return {**self.experiment.train, "data_root": abs_data_root(self.experiment.train_config.data_root),
-                "threads": trial_threads(self.experiment)}
+        return shared_train(self.experiment)
 
     @property
     def levels(self) -> tuple[tuple[float, float], ...]:
         return self.cost.levels
 
 
-def trial_threads(experiment: Experiment) -> int:
-    """The CPU threads a trial trains with: the config's, else its CPUs. CPU results depend on
-    it, so every trial records it (``best.yaml`` re-runs exactly, reuse compares it)."""
-    return experiment.train_config.threads or max(1, int(experiment.search.cpus_per_trial))
+def shared_train(experiment: Experiment) -> dict[str, Any]:
+    """The training keys every trial of ``experiment`` gets: data_root absolute (trials run
+    elsewhere) and the thread count (the config's, else the trial's CPUs). CPU results depend
+    on it, so every trial records it: ``best.yaml`` re-runs exactly, reuse compares it."""
+    cfg = experiment.train_config
+    return {**experiment.train, "data_root": abs_data_root(cfg.data_root),
+            "threads": cfg.threads or max(1, int(experiment.search.cpus_per_trial))}
 
 
 def abs_data_root(root: str) -> str:
@@ -345,7 +346,7 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
     points = search_spaces.warm_starts(s.space, cfg.epsilon) if s.warm_start and not s.population_based else []
     reused: list[Prior] = []
     if s.reuse and points and resume is None:
-        wanted = {p.label: {**exp.train, "threads": trial_threads(exp), **p.config} for p in points}
+        wanted = {p.label: {**shared_train(exp), **p.config} for p in points}
         for label, record in find_reusable(storage_path, run_name, wanted).items():
             point = next(p for p in points if p.label == label)
             reused.append(Prior(record, label, point.params))

@@ -63,8 +63,9 @@ class ProgressLines(Callback):
         return sum(self.spent.values()) / self.reference if self.reference else math.nan
 
     def _beat(self, trials: list[Any], trial: Any, result: dict[str, Any]) -> None:
+        # a confirmation's test of the search's own run (reused_run) was paid for by the search
         spent = 0 if result.get("reused_run") else result.get("trial_backprops", result.get("backprops"))
-        if isinstance(spent, (int, float)):  # the search's own run (reused_run) was paid for by the search
+        if isinstance(spent, (int, float)):
             self.spent[trial.trial_id] = float(spent)
         objective = result.get("objective")
         final = result.get("full_fidelity", True) and result.get("status", Status.COMPLETED.value) != Status.RUNNING.value
@@ -82,9 +83,10 @@ class ProgressLines(Callback):
         budget = f" of {self.budget:g}" if self.budget else ""
         line = (f"[{self.stage}] {ended}/{self.total} trials ended, {running} running; compute spent "
                 f"{self.spent_runs():.2f}{budget} reference runs")
-        if self.best is not None or self.stage == "search":  # a confirmation reports no objective
-            line += f"; best full-run objective so far {self.best:.4f}" if self.best is not None else \
-                "; best full-run objective so far -"
+        if self.best is not None:
+            line += f"; best full-run objective so far {self.best:.4f}"
+        elif self.stage == "search":  # a confirmation reports no objective
+            line += "; best full-run objective so far -"
         return line
 
     def _line(self, trial: Any, failed: bool) -> None:

@@ -84,16 +84,13 @@ def make_sampler(algorithm: str | None, *, seed: int, multi_objective: bool = Fa
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if algorithm == "tpe":
             return optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed, constant_liar=True,
-                                              n_startup_trials=fixed_points + _startup(samples, startup))
+                                              n_startup_trials=fixed_points + (
+                                                  max(4, min(10, samples // 3)) if startup is None else startup))
         if algorithm == "nsga2":
             return optuna.samplers.NSGAIISampler(population_size=max(4, min(50, samples // 3)), seed=seed)
         if algorithm == "random":
             return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown search algorithm {algorithm!r}")
-
-
-def _startup(samples: int, startup: int | None) -> int:
-    return max(4, min(10, samples // 3)) if startup is None else startup
 
 
 def hparam_config(config: Mapping[str, Any]) -> dict[str, Any]:
