@@ -60,6 +60,18 @@ def test_headline_claims_only_what_the_intervals_support() -> None:
     assert "not distinguishable from the reference at 3 seeds" in lines[1]
 
 
+def test_headline_says_whether_the_seeds_separate_the_best_from_the_runner_up() -> None:
+    # the demo's confirmed figures: Free K=2 leads on the mean objective, not on robustness
+    rows = (_rows("k2", "#2 Free, K=2", [0.88, 0.82, 0.87], 180) + _rows("m", "M+DEAT", [0.83, 0.83, 0.84], 140, "M+DEAT")
+            + _rows("p", "PGD-10", [0.70, 0.72, 0.75], 660, "PGD-10"))
+    lines = confirmed_headline(recipe_stats(rows, 660), rows, None, margin=0.02)
+    assert lines[0].startswith("Best confirmed recipe: #2 Free, K=2")
+    assert lines[1].startswith("Against PGD-10 (finished, same seeds): more robust than the reference")
+    assert lines[2].startswith("Against the runner-up M+DEAT (objective 0.1879, same seeds): not distinguishable "
+                               "from it at 3 seeds: +2.3 points (95% CI")
+    assert lines[2].endswith("; 1.29x its backprops.")
+
+
 def test_target_is_met_only_when_the_lower_bound_reaches_it() -> None:
     rows = _rows("r", "#1 cheap", [0.70, 0.72, 0.71], 100) + _rows("s", "#2 dear", [0.80, 0.81, 0.80], 400)
     stats = recipe_stats(rows, 660)

@@ -119,18 +119,18 @@ def paired_difference(rows: Sequence[dict[str, Any]], a: str, b: str, key: str =
     return mean_ci(by_seed[a][s] - by_seed[b][s] for s in shared)
 
 
-def robustness_claim(diff: Interval, margin: float) -> str:
-    """What the paired difference (recipe − reference) supports (rules in the module doc)."""
+def robustness_claim(diff: Interval, margin: float, other: str = "the reference") -> str:
+    """What the paired difference (recipe − ``other``) supports (rules in the module doc)."""
     if diff.n < 2 or math.isnan(diff.low):
-        return f"robust accuracy {100 * diff.mean:+.1f} points vs the reference on {diff.n} seed(s): too few to tell"
+        return f"robust accuracy {100 * diff.mean:+.1f} points vs {other} on {diff.n} seed(s): too few to tell"
     points = f"{100 * diff.mean:+.1f} points (95% CI {100 * diff.low:+.1f} to {100 * diff.high:+.1f})"
     if diff.low > 0:
-        return f"more robust than the reference: {points}"
+        return f"more robust than {other}: {points}"
     if diff.high < 0:
-        return f"less robust than the reference: {points}"
+        return f"less robust than {other}: {points}"
     if -margin <= diff.low and diff.high <= margin:
-        return f"as robust as the reference (within ±{100 * margin:.0f} points): {points}"
-    return f"not distinguishable from the reference at {diff.n} seeds: {points}"
+        return f"as robust as {other} (within ±{100 * margin:.0f} points): {points}"
+    return f"not distinguishable from {other} at {diff.n} seeds: {points}"
 
 
 def target_claim(robust: Interval, target: float) -> str:
