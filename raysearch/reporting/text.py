@@ -79,7 +79,7 @@ def confirmed_headline(stats: Sequence[RecipeStats], rows: Sequence[dict[str, An
                      f"{robustness_claim(diff, margin, 'it')}; {best.backprops / runner_up.backprops:.2f}x its "
                      "backprops.")
     lines.append(f"How this was decided: {best.robust.n} seeds per recipe on the test split; 95% Student-t "
-                 "intervals; a claim against the reference needs the paired difference's interval to exclude 0 "
+                 "intervals; a claim against another recipe needs the paired difference's interval to exclude 0 "
                  f"(more/less robust) or to lie within ±{100 * margin:.0f} points (as robust).")
     return lines
 
