@@ -119,8 +119,8 @@ def test_the_resolved_setting_is_the_authors(label: str | None, epochs: int, ext
 
 
 @pytest.mark.parametrize(("extra", "epochs", "resets"), [
-    ({"method": "atas"}, 30, [10, 20]),  # ATAS.py:165-166: every 10 of 30 epochs, not at the last
-    ({"method": "atta"}, 38, [10, 20, 30]),  # train_atta_cifar.py:190-193: "epochs-reset": 10 of 38
+    ({"method": "atas"}, 30, [9, 19]),  # ATAS.py:164-166: 1-indexed epoch % 10 == 0 and != 30
+    ({"method": "atta"}, 38, [9, 19, 29]),  # train_atta_cifar.py:186,191-193: 1-indexed epoch % 10 == 0
 ])
 def test_memory_resets_are_the_authors(extra: dict[str, Any], epochs: int, resets: list[int],
                                        monkeypatch: pytest.MonkeyPatch) -> None:

@@ -323,12 +323,7 @@ def test_memory_persists_across_epochs_and_resets(name: str, monkeypatch: pytest
     stored = method.memory.delta[batch.index].clone()
     untouched = method.memory.delta[:8].clone()
     assert not torch.equal(stored, reads[0])  # the attack moved it
-    method.start_epoch(1)
-    method.train_batch(batch, Plan(1), ctx)
-    assert torch.equal(reads[1], stored)  # epoch 2 starts from epoch 1's result
-    assert torch.equal(method.memory.delta[:8], untouched)
-    assert resets == []
-    method.start_epoch(2)  # reset_every = 2
+    method.start_epoch(1)  # reset_every = 2, counted from 1: the reset comes before 0-indexed epoch 1
     assert resets == [1]
     fresh = method.memory.delta
     assert not torch.equal(fresh[batch.index], stored)
@@ -336,16 +331,26 @@ def test_memory_persists_across_epochs_and_resets(name: str, monkeypatch: pytest
         assert (fresh.abs() <= f32(EPS)).all() and fresh.min() < -0.09 and fresh.max() > 0.09
     else:  # train_atta_cifar.py: 0.001 * randn
         assert 0.0008 < float(fresh.std()) < 0.0012 and abs(float(fresh.mean())) < 2e-4
+    untouched = fresh[:8].clone()
+    method.train_batch(batch, Plan(1), ctx)
+    stored = method.memory.delta[batch.index].clone()
+    method.start_epoch(2)
+    method.train_batch(batch, Plan(1), ctx)
+    assert torch.equal(reads[2], stored)  # the next epoch starts from this one's result
+    assert torch.equal(method.memory.delta[:8], untouched)
+    assert resets == [1]
     method.start_epoch(3)
     method.start_epoch(4)
     assert resets == [1, 1]
 
 
 @pytest.mark.parametrize(("name", "epochs", "resets"), [
-    ("atta", 38, [10, 20, 30]),  # the authors' "epochs-reset": 10 of 38
-    ("atta", 10, [3, 6]),  # scaled: round(10 * 10 / 38) = 3, never before the last epoch (9)
-    ("atas", 30, [10, 20]),  # ATAS.py: every 10 of 30, not at the last
-    ("atas", 6, [2, 4]),  # scaled: every 2 of 6, none before the last epoch (5)
+    ("atta", 38, [9, 19, 29]),  # the authors' "epochs-reset": 10 of 38, epochs counted from 1
+    ("atta", 10, [2, 5, 8]),  # scaled: round(10 * 10 / 38) = 3; ATTA resets before the last epoch too
+    ("atta", 8, [1, 3, 5, 7]),  # scaled: round(8 * 10 / 38) = 2, last epoch (7) included as in ATTA
+    ("atas", 30, [9, 19]),  # ATAS.py: 1-indexed 10 and 20 of 30, not at the last
+    ("atas", 6, [1, 3]),  # scaled: every 2 of 6 from 1, none before the last epoch (5)
+    ("atas", 11, [3, 7]),  # scaled: round(11 * 10 / 30) = 4: 1-indexed 4 and 8
 ])
 def test_default_resets_follow_the_authors_scaled_to_the_run(
         name: str, epochs: int, resets: list[int], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,10 +7,10 @@ gradient at the example's initialization (eq. 3–4):
     δ_i ← Π(δ_i + α_i·sign(g_i)).
 
 As in the authors' ``ATAS.py`` / ``adv_attack.py``: the attack runs with batch norm in eval
-mode; the memory starts U(−ε, ε) and is reset every 10 of 30 epochs but not before the last
-(``atas.reset_every``); the first 5 of 30 epochs are a warm-up that steps α = ε and leaves v
+mode; the memory starts U(−ε, ε) and is reset every 10 of 30 epochs counted from 1 (before
+0-indexed epochs 9 and 19), but not before the last (``atas.reset_every``); the first 5 of 30 epochs are a warm-up that steps α = ε and leaves v
 alone (``atas.warmup_epochs``). Unset, both periods scale with the run's length (a 6-epoch run
-warms up 1 epoch and resets every 2). The release takes g from the *batch-mean* cross-entropy
+warms up 1 epoch and resets before 0-indexed epoch 1 and 3). The release takes g from the *batch-mean* cross-entropy
 at batch 128, which ties c to that batch size; here g_i is the per-example gradient divided
 by ``reference_batch`` (128), so the same c means the same at any batch size and equals the
 paper's at batch 128. Its γ/c = 16/255 and clip [4/255, 14/255] are fixed numbers there;
@@ -138,7 +138,7 @@ class ATAS(Method):
 
     def start_epoch(self, epoch: int) -> None:
         self.warming_up = epoch < self.warmup_epochs
-        if reset_due(epoch, self.reset_every, self.epochs):
+        if reset_due(epoch, self.reset_every, self.epochs, skip_last=True):
             self.memory.reset()
 
     def train_batch(self, batch: Batch, plan: Plan, ctx: StepContext) -> BatchStats:

@@ -3,9 +3,10 @@
 Each example's attack starts from its own perturbation of the previous epoch (a per-example
 memory moved through the same crop/flip as the image), takes K steps of size α and stores
 the result back. As in the authors' ``train_atta_cifar.py``: the memory starts (and is reset
-to) 0.001·N(0, 1), every 10 of 38 epochs by default (``atta.reset_every``, scaled to the
-run's length when unset; 0: never), the attack runs with batch norm in eval mode, and ATTA-1
-steps α = 0.015 at ε = 0.031 (≈ ε/2). K + 1 backprops per batch; K = 0 is natural training
+to) 0.001·N(0, 1), every 10 of 38 epochs counted from 1 (before 0-indexed epochs 9, 19 and 29)
+by default (``atta.reset_every``, scaled to the run's length when unset; 0: never), the
+attack runs with batch norm in eval mode, and ATTA-1 steps α = 0.015 at ε = 0.031 (0.48ε;
+ε/2 here). K + 1 backprops per batch; K = 0 is natural training
 and leaves the memory untouched.
 """
 

@@ -29,12 +29,17 @@ def resolve_period(every: int | None, epochs: int, paper_every: int, paper_epoch
     return max(least, round(epochs * paper_every / paper_epochs))
 
 
-def reset_due(epoch: int, every: int, epochs: int) -> bool:
-    """Reset before epoch ``epoch`` (from 0): every ``every`` epochs of use, never before the
-    last of ``epochs`` (ATAS's ``epoch != args.epochs``; 0: length unknown) and never when
-    ``every`` is 0."""
-    last = epochs > 0 and epoch >= epochs - 1
-    return bool(every) and epoch > 0 and not last and epoch % every == 0
+def reset_due(epoch: int, every: int, epochs: int, skip_last: bool = False) -> bool:
+    """Reset before epoch ``epoch`` (from 0)? The authors count epochs from 1 and reset before
+    epoch ``e`` when ``e % every == 0``: before 0-indexed epochs every−1, 2·every−1, … (ATAS.py
+    and train_atta_cifar.py, ``for epoch in range(1, epochs + 1)``). ``skip_last``: never before
+    the last of ``epochs`` (ATAS's ``epoch != args.epochs``; ATTA has no such exception).
+    Never when ``every`` is 0, nor before epoch 0 (the memory is fresh then)."""
+    if not every or epoch <= 0:
+        return False
+    if skip_last and epochs > 0 and epoch >= epochs - 1:
+        return False
+    return (epoch + 1) % every == 0
 
 
 class PerturbationMemory:
