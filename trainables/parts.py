@@ -60,11 +60,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
-    return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    return cfg.uses_bf16(device.type)
 
 
 def autocast_factory(cfg: TrainConfig, device: torch.device) -> Callable[[], AbstractContextManager[Any]]:
-    """A no-argument context factory for the run's autocast (bf16 on CUDA by default). A
+    """A no-argument context factory for the run's autocast (:meth:`TrainConfig.uses_bf16`). A
     ``partial`` rather than a bound method: it holds no reference back to the run, so dropping
     a run frees its memory at once (no reference cycle waiting for the collector)."""
     return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=uses_bf16(cfg, device))

@@ -210,6 +210,6 @@ def _alpha(k: int, epsilon: float) -> float:
 
 ATAS_SPEC = MethodSpec(
     build=_build, label="ATAS", default_k=1, default_alpha=_alpha, attack_bn="eval", init="uniform",
-    options=AtasConfig, describe=_describe,
+    options=AtasConfig, describe=_describe, reads_grad_norms=True,
     source="Huang et al., ATAS, Algorithm 1; HuangZhiChao95/ATAS ATAS.py, adv_attack.py (model.eval())",
 )

@@ -115,7 +115,9 @@ class MethodSpec:
     ``options`` its config section (the section is named like the method);
     ``joint_gradient``: weights and δ come from one backward (Free's replays), so attack passes
     cannot run on an input-gradient-only graph; ``losses``: the outer losses it supports
-    (None: all); ``describe(options, epsilon)``: extra words for its report label.
+    (None: all); ``describe(options, epsilon)``: extra words for its report label;
+    ``reads_grad_norms``: its steps follow gradient norms (ATAS's v), so ``precision: auto``
+    keeps fp32 as the authors did.
     """
 
     build: Callable[[MethodSetup], Method]
@@ -128,6 +130,7 @@ class MethodSpec:
     joint_gradient: bool = False
     losses: tuple[str, ...] | None = None
     describe: Callable[[Any, float], str] | None = None
+    reads_grad_norms: bool = False
     source: str = ""
 
 

@@ -75,10 +75,12 @@ class ScheduleSetup:
 @dataclass(frozen=True)
 class ScheduleSpec:
     """A registry entry: builder, options section, report label (``describe``) and the
-    attack start its paper prescribes (``init``; None: the method's)."""
+    attack start its paper prescribes (``init``; None: the method's). ``reads_grad_norms``: it
+    steers by gradient norms (M+'s l_X), so ``precision: auto`` keeps fp32 as the authors did."""
 
     build: Callable[[ScheduleSetup], Schedule]
     describe: Callable[[ScheduleSetup], str]
     options: type | None = None
     init: str | None = None
+    reads_grad_norms: bool = False
     source: str = ""

@@ -108,5 +108,5 @@ def _describe(s: ScheduleSetup) -> str:
     return f"M+ γ={s.options.gamma:.3g}" + (f" K≤{cap}" if cap else "")
 
 
-MPLUS_SPEC = ScheduleSpec(build=_build, describe=_describe, options=MPlusConfig,
+MPLUS_SPEC = ScheduleSpec(build=_build, describe=_describe, options=MPlusConfig, reads_grad_norms=True,
                           source="Wang et al., DEAT Algorithm 1; TrustAI/DEAT standard training/m*_cifar10.py")
