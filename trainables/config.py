@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from trainables.attacks import INITS
-from trainables.weights import CHECKPOINT_RULES, DEFAULT_CHECKPOINT
 from trainables.methods import LOSSES, METHODS, LossSpec, MethodSetup, MethodSpec
 from trainables.registry import ConfigError, did_you_mean
 from trainables.schedules import SCHEDULES, ScheduleSetup, ScheduleSpec
+from trainables.weights import CHECKPOINT_RULES, DEFAULT_CHECKPOINT
 
 EPS_8 = 8 / 255
 
@@ -271,8 +271,9 @@ class TrainConfig:
 
     def method_setup(self, train_size: int, input_shape: tuple[int, int, int], device: Any,
                      augment: Any) -> MethodSetup:
+        loss_alpha = self.loss_spec.default_alpha if self.method_spec.loss_step else None
         return MethodSetup(self.epsilon, self.alpha, self.attack_init, self.section(self.method), train_size,
-                           input_shape, device, augment, self.epochs)
+                           input_shape, device, augment, self.epochs, loss_alpha)
 
     def schedule_setup(self) -> ScheduleSetup:
         return ScheduleSetup(self.epochs, self.epsilon, self.constant_k, self.alpha,

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-from trainables.weights import counts_best
 from trainables.compiled import compile_seconds
 from trainables.config import TrainConfig
 from trainables.cost import Cost, Stopwatch
@@ -36,6 +35,7 @@ from trainables.parts import RunParts, build_parts, resolve_device, uses_bf16
 from trainables.registry import ConfigError
 from trainables.schedules import EpochStats
 from trainables.status import Status
+from trainables.weights import counts_best
 
 # Kept for callers of 0.1: the engine's statuses as plain strings.
 RUNNING, COMPLETED, DIVERGED, CO = (s.value for s in (Status.RUNNING, Status.COMPLETED, Status.DIVERGED, Status.CO))

@@ -32,9 +32,11 @@ class Schedule:
 
     ``grad_source``: how a controller wants l_X measured, ``"final"`` (the training loss at
     the final δ) or ``"last_step"`` (the last attack step); None when it reads no gradient.
+    ``grad_weight``: ``"std"`` to weight |∇x ℓ| per channel by the dataset's std; None: 1.
     """
 
     grad_source: str | None = None
+    grad_weight: str | None = None
 
     def plan(self, epoch: int) -> Plan:
         raise NotImplementedError
