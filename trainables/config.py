@@ -44,6 +44,7 @@ class EvalConfig:
     steps: int = 10
     alpha: float | None = None  # None: epsilon / 4
     restarts: int = 1
+    early_stop: bool = False  # stop moving an example once misclassified (DEAT's attack_pgd)
     fgsm: bool = True
     pmp: bool = False  # Amata's PMP criterion C (eq. 14) on one batch per evaluation
     pmp_gamma: float = 0.04  # the γ of eq. 14 (the paper's MNIST value)

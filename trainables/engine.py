@@ -175,7 +175,7 @@ class Run:
         alpha = ev.alpha if ev.alpha is not None else self.config.epsilon / 4
         with Stopwatch(self.device) as watch:
             acc = evaluate_accuracy(self.model, self.val_x, self.val_y, self.config.epsilon, ev.steps,
-                                    alpha, ev.restarts, ev.fgsm, ev.batch_size)
+                                    alpha, ev.restarts, ev.fgsm, ev.batch_size, early_stop=ev.early_stop)
         self.cost.eval_seconds += watch.seconds
         return {"clean_acc": acc.clean_acc, "robust_acc": acc.robust_acc, "fgsm_acc": acc.fgsm_acc}
 
