@@ -234,6 +234,29 @@ def test_restarts_keep_the_first_fooling_delta(monkeypatch: pytest.MonkeyPatch) 
     assert torch.allclose(best[:, 0, 0, 0], torch.tensor([0.01, 0.03, -0.03]))
 
 
+class _Band(nn.Module):
+    """Predicts class 1 iff the image mean lies within 0.02 of 0.55."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.flatten(1).mean(1)
+        return torch.stack([torch.zeros_like(z), 100 * (0.02 - (z - 0.55).abs())], 1)
+
+
+def test_early_stop_keeps_the_fooling_point_the_default_walks_out_of() -> None:
+    # DEAT's utils.attack_pgd updates only the examples still classified correctly.
+    x, y = torch.full((1, 1, 2, 2), 0.5), torch.zeros(1, dtype=torch.long)
+    # step 1: mean 0.5 -> 0.54 (fooled); step 2 overshoots to 0.58 (right again) unless stopped
+    default = pgd_attack(_Band(), x, y, 0.1, 0.04, steps=2, random_start=False)
+    stopped = pgd_attack(_Band(), x, y, 0.1, 0.04, steps=2, random_start=False, early_stop=True)
+    assert float((x + default).mean()) == pytest.approx(0.58) and float((x + stopped).mean()) == pytest.approx(0.54)
+    with torch.no_grad():
+        assert _Band()(x + default).argmax(1).item() == 0 and _Band()(x + stopped).argmax(1).item() == 1
+    # already misclassified at the start: nothing moves
+    x0 = torch.full((2, 1, 2, 2), 0.55)
+    assert torch.equal(pgd_attack(_Band(), x0, torch.zeros(2, dtype=torch.long), 0.1, 0.04, steps=3,
+                                  random_start=False, early_stop=True), torch.zeros_like(x0))
+
+
 # --- CW margin -----------------------------------------------------------------------
 
 

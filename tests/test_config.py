@@ -244,3 +244,24 @@ def test_a_config_error_survives_copy_and_pickle_whole() -> None:
     for clone in (copy.copy(err), pickle.loads(pickle.dumps(err))):
         assert (clone.key, clone.value, clone.allowed, clone.hint) == (err.key, err.value, err.allowed, err.hint)
         assert str(clone) == str(err)
+
+
+@pytest.mark.parametrize(("values", "cuda_bf16"), [
+    ({}, True),  # auto: bf16 autocast on CUDA for a recipe that reads no gradient norm
+    ({"method": "atas"}, False),  # auto keeps fp32 where gradient norms steer: ATAS's v
+    ({"schedule": "mplus", "method": "free"}, False),  # and M+'s l_X
+    ({"precision": "authors"}, False),
+    ({"precision": "fp32", "method": "pgd"}, False),
+    ({"precision": "bf16", "method": "atas"}, True),
+])
+def test_precision_follows_the_recipe(values: dict[str, object], cuda_bf16: bool) -> None:
+    cfg = parse_config(values)
+    assert cfg.uses_bf16("cuda") is cuda_bf16
+    assert cfg.uses_bf16("cpu") is (cfg.precision == "bf16")
+
+
+def test_precision_and_checkpoint_reject_unknown_values() -> None:
+    with pytest.raises(ConfigError, match="precision.*authors"):
+        parse_config({"precision": "fp16"})
+    with pytest.raises(ConfigError, match="checkpoint"):
+        parse_config({"checkpoint": "final"})

@@ -96,7 +96,7 @@ def test_evaluate_a_checkpoint_folder(checkpoint: Path, monkeypatch: pytest.Monk
     result = evaluate(checkpoint, attacks="pgd20x2,cw5,autoattack", examples=30, device="cpu")
     (row,) = result.rows
     assert row["examples"] == 30 and row["model"] == "out" and row["recipe"].startswith("FGSM-RS")
-    assert row["weights"].endswith("best.pt")
+    assert row["weights"].endswith("state.pt") and row["checkpoint"] == "last"  # checkpoint: last, the default
     for name in ("clean", "fgsm", "pgd10", "pgd20x2", "cw5", "pgd10@0.5eps", "pgd10@2eps"):
         assert 0.0 <= row[name] <= 1.0, name
     assert row["pgd20x2"] <= row["clean"] and row["pgd10@2eps"] <= row["pgd10@0.5eps"]
@@ -114,10 +114,10 @@ def test_evaluate_a_checkpoint_folder(checkpoint: Path, monkeypatch: pytest.Monk
 def test_file_targets_and_bad_input(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ev, "autoattack_available", lambda: False)
     by_folder = evaluate(checkpoint, attacks="pgd5", examples=20, progress=False).rows[0]
-    by_file = evaluate(checkpoint / "best.pt", attacks="pgd5", examples=20, progress=False).rows[0]
+    by_file = evaluate(checkpoint / "state.pt", attacks="pgd5", examples=20, progress=False).rows[0]
     assert {k: by_file[k] for k in ("clean", "pgd10", "pgd5")} == {k: by_folder[k] for k in ("clean", "pgd10", "pgd5")}
-    final = evaluate(checkpoint / "state.pt", attacks="pgd5", examples=20, progress=False).rows[0]
-    assert final["weights"].endswith("state.pt") and 0.0 <= final["pgd5"] <= final["clean"]
+    best = evaluate(checkpoint / "best.pt", attacks="pgd5", examples=20, progress=False).rows[0]
+    assert best["weights"].endswith("best.pt") and best["checkpoint"] == "file" and 0.0 <= best["pgd5"] <= best["clean"]
     with pytest.raises(ConfigError, match="no such run directory or checkpoint"):
         evaluate(checkpoint / "missing.pt")
     with pytest.raises(ConfigError, match="attacks"):
@@ -128,6 +128,18 @@ def test_file_targets_and_bad_input(checkpoint: Path, monkeypatch: pytest.Monkey
         evaluate(checkpoint, device="gpu7")
     with pytest.raises(ConfigError, match="top"):
         evaluate(checkpoint, top=0)
+
+
+@pytest.mark.parametrize(("config", "status", "weights", "key", "which"), [
+    ({}, None, "state.pt", "model", "last"),  # the default rule, the state's own status (completed)
+    ({"checkpoint": "last"}, "completed", "state.pt", "model", "last"),
+    ({"checkpoint": "last"}, "catastrophic_overfitting", "best.pt", None, "best"),  # SPEC 6: keeps its best
+    ({"checkpoint": "best"}, "completed", "best.pt", None, "best"),
+])
+def test_the_checkpoint_rule_decides_which_weights_a_folder_gives(
+        checkpoint: Path, config: dict[str, Any], status: str | None, weights: str, key: str | None, which: str) -> None:
+    folder, path, state_key, picked = ev._weights_in(checkpoint, config, status)
+    assert (folder, path.name, state_key, picked) == (checkpoint, weights, key, which)
 
 
 @pytest.mark.slow
@@ -179,7 +191,8 @@ def test_pgd50x10_is_at_most_in_loop_pgd10_on_the_same_examples(tiny_search_run:
     cfg = parse_config(best.config)
     data = load_dataset(cfg.dataset, cfg.data_root)
     model = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std)
-    model.load_state_dict(torch.load(Path(row["weights"]), map_location="cpu", weights_only=True))
+    saved = torch.load(Path(row["weights"]), map_location="cpu", weights_only=True)
+    model.load_state_dict(saved["model"] if row["weights"].endswith("state.pt") else saved)  # checkpoint: last
     torch.manual_seed(1)
     in_loop = evaluate_accuracy(model, data.test.images()[:n], data.test.y[:n], cfg.epsilon, cfg.eval.steps,
                                 cfg.epsilon / 4)

@@ -408,6 +408,34 @@ def test_free_k0_equals_natural_training() -> None:
         assert torch.equal(a, b) and torch.equal(b, c)
 
 
+@pytest.mark.parametrize("method", [Free(), PGD()])
+def test_k0_with_start_at_k0_trains_once_on_the_uniform_start(method: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DEAT's mdeat_cifar10.py / mpgd_cifar10.py draw delta ~ U(-eps, eps) before the loop, even at K = 0
+    batch = _batch()
+    model = _model()
+    ctx = _ctx(model)
+    rec = _Recorder(model, ctx.optimizer, monkeypatch)
+    stats = method.train_batch(batch, Plan(0, start_at_k0=True), ctx)
+    (seen,) = rec.inputs
+    delta = seen - batch.x
+    assert rec.backprops == stats.backprops == 1 and rec.steps == 1
+    assert delta.abs().max() <= EPS + 1e-6 and (delta.abs() > EPS / 2).float().mean() > 0.3  # not the clean input
+    assert (seen >= 0).all() and (seen <= 1).all()
+
+
+def test_grad_weight_weights_l_x_per_channel() -> None:
+    # mdeat_cifar10.py: grad_mag += torch.sum(grad.abs() * std)
+    from trainables.methods.base import grad_l1
+
+    grad = torch.ones(2, 3, 4, 4)
+    grad[:, 1] = -2.0
+    ctx = _ctx(_model())
+    weighted = StepContext(ctx.model, ctx.optimizer, EPS, ctx.loss, ctx.autocast, "train",
+                           grad_weight=torch.tensor([0.25, 0.5, 1.0]).view(3, 1, 1))
+    assert float(grad_l1(grad, ctx)) == 2 * 16 * (1 + 2 + 1)
+    assert float(grad_l1(grad, weighted)) == 2 * 16 * (0.25 + 1.0 + 1.0)
+
+
 @pytest.mark.parametrize("k", [1, 3, 7])
 def test_free_replays_update_weights_k_plus_one_times(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
     model = _model()

@@ -9,6 +9,7 @@ import random
 from fractions import Fraction
 
 import pytest
+import torch
 from helpers import roundtrip
 
 from trainables.config import parse_config
@@ -170,6 +171,27 @@ def test_mplus_from_config() -> None:
     schedule = make_schedule(parse_config({"schedule": "mplus", "mplus.gamma": 1.05, "mplus.k_max": 2}))
     assert isinstance(schedule, MPlus) and (schedule.gamma, schedule.k_max) == (1.05, 2)
     assert schedule.plan(0).k == 0 and schedule.plan(0).alpha is None
+
+
+def test_mplus_follows_deats_code_at_k0_and_in_l_x_by_default() -> None:
+    # mdeat_cifar10.py:127-136 / mpgd_cifar10.py:124-133 draw U(-eps, eps) even at K = 0;
+    # mdeat_cifar10.py:151 / mpgd_cifar10.py:155 weight |grad| by the dataset's std.
+    schedule = make_schedule(parse_config({"schedule": "mplus", "method": "free"}))
+    assert schedule.plan(0).start_at_k0 and schedule.grad_weight == "std"
+    schedule.observe(0, EpochStats(0.0, 1.0))
+    assert schedule.plan(1).k == 1 and not schedule.plan(1).start_at_k0
+    paper = make_schedule(parse_config({"schedule": "mplus", "mplus.start_at_k0": False, "mplus.grad_weight": "none"}))
+    assert not paper.plan(0).start_at_k0 and paper.grad_weight is None
+    with pytest.raises(ConfigError, match="mplus.grad_weight"):
+        parse_config({"schedule": "mplus", "mplus.grad_weight": "mean"})
+
+
+def test_only_mplus_weights_l_x_by_the_std() -> None:
+    from trainables.parts import build_parts
+
+    std = {name: build_parts(parse_config({"schedule": name, "max_batches": 1}), torch.device("cpu")).ctx.grad_weight
+           for name in ("mplus", "constant")}
+    assert std["constant"] is None and std["mplus"] is not None and std["mplus"].shape == (1, 1, 1)
 
 
 @pytest.mark.parametrize("cut", [0, 1, 2, 5])

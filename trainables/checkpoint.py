@@ -1,6 +1,7 @@
 """A run's state on disk: ``state.pt`` (everything to continue exactly), ``best.pt`` (the best
 weights so far) and, for a search trial, ``trial.json`` (which fidelity level it is at and what
-earlier levels cost). Loaded with ``weights_only=True``."""
+earlier levels cost). Loaded with ``weights_only=True``. Which of the two weights count is
+:mod:`trainables.weights`' rule (re-exported here)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import torch
 
-STATE_FILE, BEST_FILE, TRIAL_FILE = "state.pt", "best.pt", "trial.json"
+from trainables.weights import BEST_FILE, CHECKPOINT_RULES, STATE_FILE, counts_best, scored_file
+
+TRIAL_FILE = "trial.json"
 
 
 def save_run(run: Any, directory: str | os.PathLike[str]) -> None:
@@ -34,4 +37,5 @@ def load_progress(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
-__all__ = ["BEST_FILE", "STATE_FILE", "TRIAL_FILE", "load_progress", "load_run_state", "save_progress", "save_run"]
+__all__ = ["BEST_FILE", "CHECKPOINT_RULES", "STATE_FILE", "TRIAL_FILE", "counts_best", "load_progress",
+           "load_run_state", "save_progress", "save_run", "scored_file"]

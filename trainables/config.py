@@ -20,6 +20,7 @@ from trainables.attacks import INITS
 from trainables.methods import LOSSES, METHODS, LossSpec, MethodSetup, MethodSpec
 from trainables.registry import ConfigError, did_you_mean
 from trainables.schedules import SCHEDULES, ScheduleSetup, ScheduleSpec
+from trainables.weights import CHECKPOINT_RULES, DEFAULT_CHECKPOINT
 
 EPS_8 = 8 / 255
 
@@ -43,6 +44,7 @@ class EvalConfig:
     steps: int = 10
     alpha: float | None = None  # None: epsilon / 4
     restarts: int = 1
+    early_stop: bool = False  # stop moving an example once misclassified (DEAT's attack_pgd)
     fgsm: bool = True
     pmp: bool = False  # Amata's PMP criterion C (eq. 14) on one batch per evaluation
     pmp_gamma: float = 0.04  # the γ of eq. 14 (the paper's MNIST value)
@@ -74,6 +76,9 @@ OBJECTIVES = ("tradeoff", "pareto", "target")
 INIT_CHOICES = ("auto", *INITS)
 BN_CHOICES = ("auto", "train", "eval")
 DATA_ON_DEVICE = ("auto", "true", "false")
+# authors: fp32 as every authors' code trains; auto: the same where the method or schedule reads
+# gradient norms (ATAS's v, M+'s l_X), bf16 autocast on CUDA elsewhere; fp32 / bf16: always.
+PRECISIONS = ("auto", "authors", "fp32", "bf16")
 
 
 def _sections() -> dict[str, type]:
@@ -142,7 +147,8 @@ class TrainConfig:
     synthetic_size: int = 2048
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0: torch's default. CPU results depend on it.
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto: fp32 where gradient norms steer (ATAS, M+), else bf16 on CUDA; see PRECISIONS
+    checkpoint: str = DEFAULT_CHECKPOINT  # which weights count: last or best (trainables.weights)
     channels_last: bool | None = None  # None: on for CUDA convnets
     compile: bool = False
     objective: str = "tradeoff"
@@ -182,7 +188,8 @@ class TrainConfig:
         _check(self.max_batches >= 0, "max_batches", self.max_batches, "must be >= 0 (0: whole epoch)")
         _check(self.threads >= 0, "threads", self.threads, "must be >= 0 (0: torch's default)")
         _check(self.synthetic_size >= 1, "synthetic_size", self.synthetic_size, "must be >= 1")
-        _choice("precision", self.precision, ("auto", "fp32", "bf16"))
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("checkpoint", self.checkpoint, CHECKPOINT_RULES)
         _choice("objective", self.objective, OBJECTIVES)
         target = self.target_robust_acc
         if isinstance(target, str):
@@ -240,6 +247,19 @@ class TrainConfig:
         return "eval" if "eval" in (self.method_spec.attack_bn, self.loss_spec.attack_bn) else "train"
 
     @property
+    def reads_grad_norms(self) -> bool:
+        """The method or schedule steers by gradient norms (ATAS's v, M+'s l_X)."""
+        return self.method_spec.reads_grad_norms or self.schedule_spec.reads_grad_norms
+
+    def uses_bf16(self, device_type: str) -> bool:
+        """bf16 autocast on a ``device_type`` device? ``bf16``: yes; ``fp32``/``authors``: no;
+        ``auto``: on CUDA unless the recipe reads gradient norms (their authors trained in fp32,
+        and bf16 rounding moves the norms a γ = 1.01 threshold or ATAS's c compares)."""
+        if self.precision == "auto":
+            return device_type == "cuda" and not self.reads_grad_norms
+        return self.precision == "bf16"
+
+    @property
     def loss_beta(self) -> float | None:
         options = self.section(self.loss)
         return getattr(options, "beta", None)
@@ -252,8 +272,9 @@ class TrainConfig:
 
     def method_setup(self, train_size: int, input_shape: tuple[int, int, int], device: Any,
                      augment: Any) -> MethodSetup:
+        loss_alpha = self.loss_spec.default_alpha if self.method_spec.loss_step else None
         return MethodSetup(self.epsilon, self.alpha, self.attack_init, self.section(self.method), train_size,
-                           input_shape, device, augment, self.epochs)
+                           input_shape, device, augment, self.epochs, loss_alpha)
 
     def schedule_setup(self) -> ScheduleSetup:
         return ScheduleSetup(self.epochs, self.epsilon, self.constant_k, self.alpha,

@@ -140,7 +140,7 @@ class DataParallelRun:
         method = make_method(cfg, self.loader.shard_size, data, device, augment)  # memories: this shard
         forward = make_forward(cfg, model, schedule)
         parts = RunParts(data, self.loader, model, optimizer, method, schedule, forward,
-                         make_context(cfg, forward, optimizer, schedule, device), self._reduce_sums)
+                         make_context(cfg, forward, optimizer, schedule, device, data.std), self._reduce_sums)
         self.run = Run(cfg, parts, device)
         self._ddp_ids = [device.index or 0] if device.type == "cuda" else None
 

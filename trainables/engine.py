@@ -35,6 +35,7 @@ from trainables.parts import RunParts, build_parts, resolve_device, uses_bf16
 from trainables.registry import ConfigError
 from trainables.schedules import EpochStats
 from trainables.status import Status
+from trainables.weights import counts_best
 
 # Kept for callers of 0.1: the engine's statuses as plain strings.
 RUNNING, COMPLETED, DIVERGED, CO = (s.value for s in (Status.RUNNING, Status.COMPLETED, Status.DIVERGED, Status.CO))
@@ -99,6 +100,7 @@ class Run:
         self.status = Status.RUNNING
         self.history: list[dict[str, Any]] = []
         self.best_robust_acc = -1.0
+        self.best_eval: dict[str, float] = {}  # the evaluation of the best-validation weights
         self.best_model: dict[str, torch.Tensor] | None = None
         self.last_eval: dict[str, float] = {"clean_acc": 0.0, "robust_acc": 0.0, "fgsm_acc": 0.0}
         if cfg.objective == "target" and cfg.numeric_target is None:
@@ -173,7 +175,7 @@ class Run:
         alpha = ev.alpha if ev.alpha is not None else self.config.epsilon / 4
         with Stopwatch(self.device) as watch:
             acc = evaluate_accuracy(self.model, self.val_x, self.val_y, self.config.epsilon, ev.steps,
-                                    alpha, ev.restarts, ev.fgsm, ev.batch_size)
+                                    alpha, ev.restarts, ev.fgsm, ev.batch_size, early_stop=ev.early_stop)
         self.cost.eval_seconds += watch.seconds
         return {"clean_acc": acc.clean_acc, "robust_acc": acc.robust_acc, "fgsm_acc": acc.fgsm_acc}
 
@@ -205,32 +207,43 @@ class Run:
             self.last_eval = self.evaluate()
             robust = self.last_eval["robust_acc"]
             if robust > self.best_robust_acc:
-                self.best_robust_acc = robust
+                self.best_robust_acc, self.best_eval = robust, dict(self.last_eval)
                 self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
             if cfg.co.enabled and self.co.update(robust, self.last_eval["fgsm_acc"]):
                 self.status = Status.CO
             if cfg.eval.pmp:
                 record["pmp_c"] = self._pmp(record["k"], record["alpha"])
-        record.update(self.last_eval)
+        record.update(self.scored_eval())
         record["best_robust_acc"] = max(self.best_robust_acc, 0.0)
         record["cost_runs"] = self.cost.backprops / self.reference_backprops  # in reference runs
         record["eval_seconds"] = self.cost.eval_seconds
         if self.status == Status.DIVERGED:
             record["objective"] = DIVERGED_OBJECTIVE
         else:
-            # A run stopped for catastrophic overfitting keeps (and is scored by) its best checkpoint.
-            robust = self.best_robust_acc if self.status == Status.CO else record["robust_acc"]
-            record["objective"] = self.objective(robust)
+            record["objective"] = self.objective(record["robust_acc"])
         if self.status == Status.RUNNING and self.epoch >= cfg.epochs:
             self.status = Status.COMPLETED
         record["status"] = self.status.value
         self.history.append(record)
         return record
 
+    def _counts_best(self) -> bool:
+        return counts_best(self.config.checkpoint, self.status) and self.best_model is not None
+
+    def scored_eval(self) -> dict[str, float]:
+        """The validation accuracies of the weights that count (``checkpoint``, decided by
+        :func:`~trainables.checkpoint.counts_best`) as ``clean_acc``/``robust_acc``/``fgsm_acc``,
+        and both candidates beside them: ``*_last`` (the latest evaluation) and ``*_best`` (the
+        best-validation one), so a gap (catastrophic overfitting) shows in every result."""
+        best = self.best_eval or self.last_eval
+        both = {f"{k}_last": v for k, v in self.last_eval.items()} | {f"{k}_best": v for k, v in best.items()}
+        return {**(best if self._counts_best() else self.last_eval), **both}
+
     def scored_weights(self) -> dict[str, torch.Tensor]:
-        """The weights the objective scored: the final ones, or the best checkpoint of a run
-        stopped for catastrophic overfitting."""
-        if self.status == Status.CO and self.best_model is not None:
+        """The weights that count (``checkpoint``): the final ones, or the best-validation ones
+        under ``checkpoint: best`` and for a run stopped for catastrophic overfitting."""
+        if self._counts_best():
+            assert self.best_model is not None
             return self.best_model
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
@@ -250,7 +263,7 @@ class Run:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "method": self.method.state_dict(), "schedule": self.schedule.state_dict(),
             "cost": self.cost.state_dict(), "co": self.co.state_dict(),
-            "best_robust_acc": self.best_robust_acc, "best_model": self.best_model,
+            "best_robust_acc": self.best_robust_acc, "best_eval": dict(self.best_eval), "best_model": self.best_model,
             "last_eval": dict(self.last_eval),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -267,6 +280,7 @@ class Run:
         self.cost.load_state_dict(state["cost"])
         self.co.load_state_dict(state["co"])
         self.best_robust_acc, self.best_model = float(state["best_robust_acc"]), state["best_model"]
+        self.best_eval = dict(state.get("best_eval", {}))
         self.last_eval = dict(state["last_eval"])
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
@@ -276,7 +290,7 @@ class Run:
         """The run's result in the ``raysearch train --json`` contract shape."""
         last = self.history[-1] if self.history else {}
         keys = ("epoch", "k", "alpha", "backprops", "train_acc", "clean_acc", "robust_acc", "fgsm_acc",
-                "grad_magnitude", "train_loss", "objective", "lr")
+                "robust_acc_last", "robust_acc_best", "grad_magnitude", "train_loss", "objective", "lr")
         return {
             "epochs": self.epoch, "batches_per_epoch": self.batches_per_epoch,
             "backprops": self.cost.backprops, "forwards": self.cost.forwards,
@@ -284,6 +298,8 @@ class Run:
             "compile_seconds": self.cost.compile_seconds, "reference_backprops": self.reference_backprops,
             "clean_acc": last.get("clean_acc", 0.0), "robust_acc": last.get("robust_acc", 0.0),
             "fgsm_acc": last.get("fgsm_acc", 0.0), "best_robust_acc": max(self.best_robust_acc, 0.0),
+            **{k: last.get(k, 0.0) for k in ("clean_acc_last", "robust_acc_last", "clean_acc_best", "robust_acc_best")},
+            "scored_checkpoint": "best" if self._counts_best() else "last",
             "objective": last.get("objective", math.nan), "status": self.status.value,
             "history": [{k: rec[k] for k in keys if k in rec} for rec in self.history],
         }

@@ -45,16 +45,19 @@ def evaluate_accuracy(
     batch_size: int = 500,
     autocast: Callable[[], AbstractContextManager[Any]] | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    early_stop: bool = False,
 ) -> Accuracy:
-    """Clean, PGD-``steps`` (``restarts``, on ``loss_fn``: cross-entropy by default) and FGSM
-    accuracy of ``model`` on (x, y); ``fgsm`` False skips FGSM (its accuracy is NaN)."""
+    """Clean, PGD-``steps`` (``restarts``, on ``loss_fn``: cross-entropy by default; ``early_stop``:
+    see :func:`~trainables.attacks.pgd.pgd_attack`) and FGSM accuracy of ``model`` on (x, y);
+    ``fgsm`` False skips FGSM (its accuracy is NaN)."""
     was_training = model.training
     model.eval()
     correct = torch.zeros(3, device=x.device)
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         with autocast() if autocast else torch.autocast("cpu", enabled=False):
-            inputs = [xb, xb + pgd_attack(model, xb, yb, epsilon, alpha, steps, restarts, loss_fn=loss_fn)]
+            attacked = pgd_attack(model, xb, yb, epsilon, alpha, steps, restarts, loss_fn=loss_fn, early_stop=early_stop)
+            inputs = [xb, xb + attacked]
             if fgsm:
                 inputs.append(xb + fgsm_attack(model, xb, yb, epsilon))
             with torch.no_grad():

@@ -153,7 +153,7 @@ def _shared_estimate(cfg: TrainConfig, data: Any) -> MemoryEstimate:
     params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     optimizer_copies = 2 if cfg.optimizer == "adam" else (1 if cfg.momentum > 0 else 0)
-    bf16 = cfg.precision in ("auto", "bf16")  # auto means bf16 autocast on a GPU
+    bf16 = cfg.uses_bf16("cuda")  # the precision the run would train in on a GPU
     eval_batch = min(cfg.eval.batch_size, cfg.eval.examples, len(data.val))
     batch = max(cfg.batch_size, eval_batch)
     image = math.prod(data.input_shape) * 4

@@ -60,11 +60,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
-    return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    return cfg.uses_bf16(device.type)
 
 
 def autocast_factory(cfg: TrainConfig, device: torch.device) -> Callable[[], AbstractContextManager[Any]]:
-    """A no-argument context factory for the run's autocast (bf16 on CUDA by default). A
+    """A no-argument context factory for the run's autocast (:meth:`TrainConfig.uses_bf16`). A
     ``partial`` rather than a bound method: it holds no reference back to the run, so dropping
     a run frees its memory at once (no reference cycle waiting for the collector)."""
     return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=uses_bf16(cfg, device))
@@ -102,10 +102,15 @@ def make_forward(cfg: TrainConfig, model: nn.Module, schedule: Schedule, full: n
 
 
 def make_context(cfg: TrainConfig, forward: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
-                 device: torch.device) -> StepContext:
+                 device: torch.device, std: tuple[float, ...] | None = None) -> StepContext:
+    """The methods' step context; ``std``: the dataset's per-channel std, the weight of
+    |∇x ℓ| in l_X when the schedule asks for it (M+'s ``grad_weight: std``)."""
+    weight = None
+    if schedule.grad_weight == "std" and std is not None:
+        weight = torch.tensor(std, dtype=torch.float32, device=device).view(-1, 1, 1)
     return StepContext(forward, optimizer, cfg.epsilon, build_loss(cfg.loss, cfg.loss_beta),
                        autocast_factory(cfg, device), cfg.attack_bn_mode,
-                       final_grad=schedule.grad_source == "final")
+                       final_grad=schedule.grad_source == "final", grad_weight=weight)
 
 
 def build_parts(cfg: TrainConfig, device: torch.device, data: Dataset | None = None,
@@ -120,7 +125,7 @@ def build_parts(cfg: TrainConfig, device: torch.device, data: Dataset | None = N
     method = make_method(cfg, loader.train_size, data, device, loader.augment)
     forward = make_forward(cfg, model, schedule)
     return RunParts(data, loader, model, optimizer, method, schedule, forward,
-                    make_context(cfg, forward, optimizer, schedule, device))
+                    make_context(cfg, forward, optimizer, schedule, device, data.std))
 
 
 __all__ = ["Loader", "RunParts", "autocast_factory", "build_parts", "make_context", "make_forward", "make_method",

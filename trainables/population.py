@@ -154,7 +154,7 @@ def population_trainable(config: dict[str, Any], setup: TrialSetup | None = None
 
 def _report(run: Run, record: dict[str, Any], spent: Spent, donor: dict[str, Any] | None, me: str) -> None:
     learned = learned_schedule(run.history)
-    robust = run.best_robust_acc if run.status == Status.CO else record["robust_acc"]
+    robust = record["robust_acc"]  # the weights that count (trainables.checkpoint.counts_best)
     extra = {
         POPULATION_METRIC: population_objective(run, robust), "population": True, "full_fidelity": True,
         "trial_backprops": spent.backprops, "trial_train_seconds": spent.seconds,

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from trainables.checkpoint import BEST_FILE, STATE_FILE, load_progress, load_run_state
+from trainables.checkpoint import STATE_FILE, load_progress, load_run_state, scored_file
 from trainables.config import parse_config
 from trainables.engine import Run, start_run
 from trainables.evaluation import test_split_accuracy
@@ -133,13 +133,14 @@ def _epochs(run: Run) -> Iterator[dict[str, Any]]:
 # ----------------------------------------------------------------------------- confirmation
 
 
-def _scored_weights(directory: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(the weights a finished trial was scored on, its state) from a checkpoint folder."""
+def _scored_weights(directory: str | os.PathLike[str], rule: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(the weights that count for a finished trial under ``rule``, its state) from a
+    checkpoint folder (:func:`trainables.checkpoint.scored_file`)."""
     state = load_run_state(directory)
-    weights = state["model"]
-    if state.get("status") == Status.CO.value and Path(directory, BEST_FILE).exists():
-        weights = torch.load(Path(directory, BEST_FILE), map_location="cpu", weights_only=True)
-    return weights, state
+    path, key = scored_file(directory, rule, str(state.get("status", "")))
+    if key is not None:
+        return state.get(key) or state["model"], state
+    return torch.load(path, map_location="cpu", weights_only=True), state
 
 
 @guard_failed
@@ -157,7 +158,7 @@ def confirm_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -
     run = start_run(cfg, apply_resources(setup))
     source = controls.get("checkpoint")
     if source:
-        weights, state = _scored_weights(source)
+        weights, state = _scored_weights(source, cfg.checkpoint)
         # The run as it ended, without its per-example memories (a multi-worker run's are
         # sharded, and measuring needs none).
         run.load_state_dict({**state, "method": run.method.state_dict()})
@@ -170,8 +171,7 @@ def confirm_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -
             if not run.finished:
                 with tempfile.TemporaryDirectory() as directory:
                     report_epoch(run, record, directory, {"confirm_done": False})
-        if run.status == Status.CO and run.best_model is not None:
-            run.model.load_state_dict(run.best_model)
+        run.model.load_state_dict(run.scored_weights())
     measured = test_split_accuracy(run.model, run.config, run.device, str(controls.get("attacks") or "pgd50x10"),
                                    controls.get("examples"))
     tune.report({**measured, "confirm_done": True, "seed": cfg.seed, "status": run.status.value,

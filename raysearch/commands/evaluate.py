@@ -1,9 +1,11 @@
 """``raysearch evaluate``: the final robustness evaluation on the *test* split (SPEC §6).
 
-A target is a run directory (its ``top`` trials by objective, each with the ``best.pt`` weights
-of its newest checkpoint: the best validation robust accuracy it reached) or one checkpoint:
-a ``best.pt`` / ``state.pt`` file (``state.pt``: its final weights) or a folder holding them
-(a Tune ``checkpoint_*`` folder, a trial folder, the output folder of ``raysearch train``).
+A target is a run directory (its ``top`` trials by objective, each with the weights that count
+in its newest checkpoint) or one checkpoint: a ``best.pt`` / ``state.pt`` file (``state.pt``:
+its final weights) or a folder holding them (a Tune ``checkpoint_*`` folder, a trial folder,
+the output folder of ``raysearch train``). Which weights of a folder count is the training
+config's ``checkpoint`` rule (:mod:`trainables.weights`): the final ones under ``last`` (the
+default), ``best.pt`` under ``best`` or for a run stopped for catastrophic overfitting.
 The training config comes from the state's ``config`` key, the trial's ``params.json`` or
 ``raysearch train``'s ``config.yaml``.
 
@@ -53,6 +55,7 @@ from trainables.evaluation import (
     parse_attacks,
 )
 from trainables.registry import ConfigError
+from trainables.weights import rule_of, scored_file
 
 if TYPE_CHECKING:  # torch loads when an evaluation runs, not when raysearch is imported
     import torch
@@ -181,6 +184,7 @@ class Model:
     recipe: str = ""
     val_robust_acc: float = math.nan
     state_key: str | None = None  # for a state.pt file: which weights in it
+    checkpoint: str = ""  # which weights these are: last, best (the rule's pick), or the file named
 
 
 def _config_near(folder: Path) -> dict[str, Any] | None:
@@ -214,27 +218,43 @@ def _config_near(folder: Path) -> dict[str, Any] | None:
     return None
 
 
-def _weights_in(path: Path) -> tuple[Path, Path, str | None]:
-    """(folder, weights file, key of the weights in it) of a checkpoint file or folder, or of
-    a trial folder's newest checkpoint."""
+def _state_status(folder: Path) -> str:
+    """The status a run's ``state.pt`` in ``folder`` ended with ("" when unreadable)."""
+    import torch
+
+    try:
+        return str(torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)["status"])
+    except Exception:
+        return ""
+
+
+def _weights_in(path: Path, config: Mapping[str, Any] | None = None,
+                status: str | None = None) -> tuple[Path, Path, str | None, str]:
+    """(folder, weights file, key of the weights in it, which weights: last / best / file) of a
+    checkpoint file (as named), or of a folder or a trial folder's newest checkpoint: the
+    weights that count under the training config's ``checkpoint`` rule (``config``: the
+    trial's; else the one beside the checkpoint) for a run that ended with ``status`` (else
+    the state's own)."""
     from raysearch.rundir.records import latest_checkpoint
 
     if path.is_file():
-        return path.parent, path, "model" if path.name == STATE_FILE else None
+        return path.parent, path, "model" if path.name == STATE_FILE else None, "file"
     has_weights = (path / BEST_FILE).exists() or (path / STATE_FILE).exists()
     folder = path if has_weights else (latest_checkpoint(path) or path)  # a trial folder: newest
-    if (folder / BEST_FILE).exists():
-        return folder, folder / BEST_FILE, None
-    if (folder / STATE_FILE).exists():
-        return folder, folder / STATE_FILE, "best_model"
-    raise ConfigError("target", str(path), f"holds no {BEST_FILE} or {STATE_FILE} checkpoint")
+    if not ((folder / BEST_FILE).exists() or (folder / STATE_FILE).exists()):
+        raise ConfigError("target", str(path), f"holds no {BEST_FILE} or {STATE_FILE} checkpoint")
+    rule = rule_of(config if config is not None else (_config_near(folder) or {}))
+    if status is None and rule != "best" and (folder / STATE_FILE).exists():
+        status = _state_status(folder)
+    weights, key = scored_file(folder, rule, status or "")
+    return folder, weights, key, "best" if weights.name == BEST_FILE or key == "best_model" else "last"
 
 
 def _checkpoint_model(path: Path) -> Model:
     from trainables.labels import describe
     from trainables.trial import split_trial_config
 
-    folder, weights, state_key = _weights_in(path)
+    folder, weights, state_key, which = _weights_in(path)
     config = _config_near(folder)
     if config is None:
         raise ConfigError("target", str(path), "has no training config beside it (state.pt, params.json or "
@@ -242,7 +262,7 @@ def _checkpoint_model(path: Path) -> Model:
     config, _ = split_trial_config(config)
     trial = next((p for p in (folder, *folder.parents) if p.name.startswith("trial_")), None)
     label = trial.name.removeprefix("trial_") if trial else folder.name
-    return Model(label, weights, config, describe(config), state_key=state_key)
+    return Model(label, weights, config, describe(config), state_key=state_key, checkpoint=which)
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -265,9 +285,11 @@ def resolve_target(target: str | os.PathLike[str], top: int = 3) -> tuple[list[M
                 break
             if trial.checkpoint is None:
                 continue
-            _, weights, state_key = _weights_in(trial.checkpoint)
+            _, weights, state_key, which = _weights_in(trial.checkpoint, trial.config, trial.status.value)
+            # robust_acc follows the same rule (trainables.weights); older runs: the best seen
+            val = metric(trial, "robust_acc_best" if which == "best" else "robust_acc_last")
             models.append(Model(trial.trial_id, weights, trial.config, describe(trial.config),
-                                metric(trial, "best_robust_acc"), state_key))
+                                val if math.isfinite(val) else metric(trial, "best_robust_acc"), state_key, which))
         if not models:
             raise ConfigError("target", str(target), "has no trial with a checkpoint to evaluate")
         return models, run.run_dir
@@ -359,6 +381,7 @@ def _evaluate_model(model: Model, attacks: Sequence[Attack], device: torch.devic
             row[attack.name] = attack_accuracy(net, x, y, eps, attack)
         log(f"[evaluate] {model.label}: {attack.name} {row[attack.name]:.4f} ({time.perf_counter() - t0:.1f} s)")
     row["val_robust_acc"] = model.val_robust_acc
+    row["checkpoint"] = model.checkpoint
     row["seconds"] = time.perf_counter() - start
     return row, skipped, notes
 

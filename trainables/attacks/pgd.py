@@ -86,16 +86,23 @@ def pgd_attack(
     restarts: int = 1,
     random_start: bool = True,
     loss_fn: LossFn = F.cross_entropy,
+    early_stop: bool = False,
 ) -> torch.Tensor:
     """Evaluation PGD-``steps`` with ``restarts``: returns, per example, the perturbation of the
-    first restart that fools the model (or the last one), as torchattacks/Madry do."""
+    first restart that fools the model (or the last one), as torchattacks/Madry do.
+    ``early_stop``: an example stops moving once the model misclassifies it (DEAT's
+    ``attack_pgd``), so a restart never walks back out of a fooling point; the accuracy it
+    leaves is at most the default's from the same start."""
     best = torch.zeros_like(x)
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for _ in range(restarts):
         delta = random_init(x, epsilon) if random_start else torch.zeros_like(x)
         for _ in range(steps):
-            grad, _, _ = input_gradient(model, x, delta, y, loss_fn)
-            delta = pgd_step(delta, grad, alpha, x, epsilon)
+            grad, _, logits = input_gradient(model, x, delta, y, loss_fn)
+            stepped = pgd_step(delta, grad, alpha, x, epsilon)
+            if early_stop:  # the forward just made tells which examples are still right
+                stepped = torch.where((logits.argmax(1) == y).view(-1, 1, 1, 1), stepped, delta)
+            delta = stepped
         with torch.no_grad():
             wrong = model(x + delta).argmax(1) != y
         # Keep the first restart that fools an example; until one does, the latest.

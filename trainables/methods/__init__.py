@@ -44,9 +44,11 @@ def build_method(name: str, setup: MethodSetup) -> Method:
     return METHODS.get(name).build(setup)
 
 
-def default_alpha(method: str, k: int, epsilon: float) -> float:
-    """The step size ``method`` uses at K = ``k`` when neither schedule nor config sets one."""
-    return METHODS.get(method).default_alpha(k, epsilon)
+def default_alpha(method: str, k: int, epsilon: float, loss: str = "ce") -> float:
+    """The step size ``method`` uses at K = ``k`` with outer loss ``loss`` when neither schedule
+    nor config sets one (the loss's authors' step where the method takes it)."""
+    spec, loss_alpha = METHODS.get(method), LOSSES.get(loss).default_alpha
+    return (loss_alpha if spec.loss_step and loss_alpha else spec.default_alpha)(k, epsilon)
 
 
 __all__ = [

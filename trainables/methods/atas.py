@@ -38,6 +38,7 @@ from trainables.methods.base import (
     attack_gradient,
     bn_mode,
     clean_probabilities,
+    grad_l1,
     weight_update,
 )
 from trainables.methods.memory import PerturbationMemory, reset_due, resolve_period
@@ -144,7 +145,7 @@ class ATAS(Method):
     def train_batch(self, batch: Batch, plan: Plan, ctx: StepContext) -> BatchStats:
         x, y, k = batch.x, batch.y, plan.k
         x_adv = x  # K = 0: natural training, memory untouched
-        grad_l1 = torch.zeros((), device=x.device)
+        l1 = torch.zeros((), device=x.device)
         alpha: torch.Tensor | float = torch.zeros(len(y), device=x.device)
         forwards = 0
         if k > 0:
@@ -156,15 +157,15 @@ class ATAS(Method):
                     if step == 0:
                         alpha = self._step_size(batch, grad, ctx.epsilon)
                     delta = pgd_step(delta, grad, alpha, x, ctx.epsilon)
-                    grad_l1 = grad.abs().sum()
+                    l1 = grad_l1(grad, ctx)
             self.memory.write(batch, delta)
             x_adv = x + delta
         update = weight_update(ctx, x, x_adv, y)
         if update.input_grad_l1 is not None and k > 0:
-            grad_l1 = update.input_grad_l1
+            l1 = update.input_grad_l1
         mean_alpha = alpha.mean() if isinstance(alpha, torch.Tensor) else alpha
         return BatchStats(
-            loss=update.loss, correct=update.correct, count=len(y), grad_l1=grad_l1, alpha=mean_alpha,
+            loss=update.loss, correct=update.correct, count=len(y), grad_l1=l1, alpha=mean_alpha,
             forwards=forwards + k + update.forwards, backprops=k + 1,
         )
 
@@ -210,6 +211,6 @@ def _alpha(k: int, epsilon: float) -> float:
 
 ATAS_SPEC = MethodSpec(
     build=_build, label="ATAS", default_k=1, default_alpha=_alpha, attack_bn="eval", init="uniform",
-    options=AtasConfig, describe=_describe,
+    options=AtasConfig, describe=_describe, reads_grad_norms=True,
     source="Huang et al., ATAS, Algorithm 1; HuangZhiChao95/ATAS ATAS.py, adv_attack.py (model.eval())",
 )

@@ -5,8 +5,8 @@ memory moved through the same crop/flip as the image), takes K steps of size α 
 the result back. As in the authors' ``train_atta_cifar.py``: the memory starts (and is reset
 to) 0.001·N(0, 1), every 10 of 38 epochs counted from 1 (before 0-indexed epochs 9, 19 and 29)
 by default (``atta.reset_every``, scaled to the run's length when unset; 0: never), the
-attack runs with batch norm in eval mode, and ATTA-1 steps α = 0.015 at ε = 0.031 (0.48ε;
-ε/2 here). K + 1 backprops per batch; K = 0 is natural training
+attack runs with batch norm in eval mode, and ATTA-K steps as the released configs do
+(0.015, 0.01, 0.007 at ε = 0.031 for K = 1, 3, 10; as fractions of ε at other radii). K + 1 backprops per batch; K = 0 is natural training
 and leaves the memory untouched.
 """
 
@@ -37,9 +37,21 @@ class AttaConfig:
             raise ConfigError("atta.reset_every", self.reset_every, "must be >= 0 (0: never; unset: the authors' 10 of 38 epochs, scaled)")
 
 
+# data-config/cifar-atta-{1,3,10}-mat.json: "num-steps" -> "step-size", all at "epsilon": 0.031
+ATTA_STEPS, ATTA_EPSILON = {1: 0.015, 3: 0.01, 10: 0.007}, 0.031
+
+
 def atta_alpha(k: int, epsilon: float) -> float:
-    """ATTA-1's ε/2 (0.015 at ε = 0.031); for more steps at most α·K = 2.5ε (ATTA-10: 0.007 ≈ ε/4)."""
-    return min(0.5 * epsilon, 2.5 * epsilon / max(k, 1))
+    """The authors' step for ATTA-K as a fraction of ε: 0.484ε (K = 1), 0.323ε (3), 0.226ε (10),
+    linear in K between them and at the same α·K = 2.26ε beyond 10."""
+    k = max(k, 1)
+    known = sorted(ATTA_STEPS)
+    if k >= known[-1]:
+        return ATTA_STEPS[known[-1]] * known[-1] / k / ATTA_EPSILON * epsilon
+    lo = max(n for n in known if n <= k)
+    hi = min(n for n in known if n >= k)
+    step = ATTA_STEPS[lo] if lo == hi else ATTA_STEPS[lo] + (ATTA_STEPS[hi] - ATTA_STEPS[lo]) * (k - lo) / (hi - lo)
+    return step / ATTA_EPSILON * epsilon
 
 
 class ATTA(PGD):

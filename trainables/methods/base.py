@@ -27,10 +27,12 @@ from trainables.methods.losses import OuterLoss
 @dataclass(frozen=True)
 class Plan:
     """What the schedule decided for an epoch: K attack backprops per batch and α (None: the
-    method's default step size)."""
+    method's default step size). ``start_at_k0``: with K = 0, train on x + δ₀ (the attack's
+    start, U(−ε, ε) by default) rather than on x, as DEAT's M+ code does in its first epoch."""
 
     k: int
     alpha: float | None = None
+    start_at_k0: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ class StepContext:
 
     ``final_grad``: measure ‖∇x ℓ‖₁ from the *training* loss at the final δ (the weight
     update's own backward, as the final DEAT code does for M+) instead of at the last attack
-    step; set when the schedule reads the gradient magnitude that way.
+    step; set when the schedule reads the gradient magnitude that way. ``grad_weight``: a
+    per-channel weight (C, 1, 1) of |∇x ℓ| in that sum; DEAT's code weights by the dataset's
+    std (``torch.sum(grad.abs() * std)``: the gradient at the normalized input); None: 1.
     """
 
     model: nn.Module
@@ -49,6 +53,12 @@ class StepContext:
     autocast: Callable[[], AbstractContextManager[Any]]
     attack_bn: str  # "train" or "eval": batch-norm mode during attack steps
     final_grad: bool = False
+    grad_weight: torch.Tensor | None = None
+
+
+def grad_l1(grad: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    """‖∇x ℓ‖₁ as M+ reads it: Σ |g|, weighted per channel by ``ctx.grad_weight`` when set."""
+    return grad.abs().sum() if ctx.grad_weight is None else (grad.abs() * ctx.grad_weight).sum()
 
 
 @dataclass
@@ -92,7 +102,8 @@ class MethodSetup:
 
     ``alpha``: the configured step size (None: the method's default for the epoch's K);
     ``init``: where attacks start (``uniform``, ``zero``, ``normal``: 0.001·N(0, 1));
-    ``options``: the method's own options section (None when it has none).
+    ``options``: the method's own options section (None when it has none);
+    ``loss_alpha``: the outer loss's default step for a method that takes it (TRADES/MART).
     """
 
     epsilon: float
@@ -104,6 +115,7 @@ class MethodSetup:
     device: torch.device
     augment: Augment | None
     epochs: int
+    loss_alpha: Callable[[int, float], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,10 @@ class MethodSpec:
     ``options`` its config section (the section is named like the method);
     ``joint_gradient``: weights and δ come from one backward (Free's replays), so attack passes
     cannot run on an input-gradient-only graph; ``losses``: the outer losses it supports
-    (None: all); ``describe(options, epsilon)``: extra words for its report label.
+    (None: all); ``describe(options, epsilon)``: extra words for its report label;
+    ``reads_grad_norms``: its steps follow gradient norms (ATAS's v), so ``precision: auto``
+    keeps fp32 as the authors did; ``loss_step``: its default step yields to the outer loss's
+    (PGD under TRADES/MART steps as their authors did).
     """
 
     build: Callable[[MethodSetup], Method]
@@ -128,6 +143,8 @@ class MethodSpec:
     joint_gradient: bool = False
     losses: tuple[str, ...] | None = None
     describe: Callable[[Any, float], str] | None = None
+    reads_grad_norms: bool = False
+    loss_step: bool = False
     source: str = ""
 
 
@@ -178,13 +195,13 @@ def attack_steps(
     """
     from trainables.attacks import pgd_step
 
-    grad_l1 = torch.zeros((), device=x.device)
+    l1 = torch.zeros((), device=x.device)
     with bn_mode(ctx.model, ctx.attack_bn):
         for _ in range(k):
             grad = attack_gradient(ctx, x, y, delta, clean_probs)
             delta = pgd_step(delta, grad, alpha, x, ctx.epsilon)
-            grad_l1 = grad.abs().sum()
-    return delta.detach(), grad_l1
+            l1 = grad_l1(grad, ctx)
+    return delta.detach(), l1
 
 
 def attack_gradient(
@@ -225,8 +242,8 @@ def weight_update(ctx: StepContext, x: torch.Tensor, x_adv: torch.Tensor, y: tor
     loss.backward()
     ctx.optimizer.step()
     correct = (logits.detach().argmax(1) == y).sum()
-    grad_l1 = x_adv.grad.abs().sum() if ctx.final_grad and x_adv.grad is not None else None
-    return Update(loss.detach().float(), correct, forwards, grad_l1)
+    l1 = grad_l1(x_adv.grad, ctx) if ctx.final_grad and x_adv.grad is not None else None
+    return Update(loss.detach().float(), correct, forwards, l1)
 
 
 def clean_probabilities(ctx: StepContext, x: torch.Tensor) -> tuple[torch.Tensor | None, int]:

@@ -2,7 +2,8 @@
 
 Per batch, r = K + 1 replays; each is one forward/backward on x + δ that yields ∇θ and ∇δ
 together: θ takes an optimizer step and δ ← Π(δ + α·sign(∇δ)). With K = 0 this is natural
-training. δ is initialized per batch (``init: uniform``: U(−ε, ε), as ``mdeat_cifar10.py``
+training (on x + δ₀ when the plan says ``start_at_k0``: M+DEAT's first epoch in
+``mdeat_cifar10.py``, one replay on the uniform start). δ is initialized per batch (``init: uniform``: U(−ε, ε), as ``mdeat_cifar10.py``
 draws it fresh for every batch; or ``zero``) or, with ``free.carry_delta: true``, carried
 over from the previous batch (the original Free). Batch norm stays in train mode for every
 replay, as in both codes. The step size defaults to ε (Shafahi et al.; DEAT uses 10/255 =
@@ -25,6 +26,7 @@ from trainables.methods.base import (
     MethodSpec,
     Plan,
     StepContext,
+    grad_l1,
     train_mode,
 )
 
@@ -57,7 +59,8 @@ class Free(Method):
         x, y = batch.x, batch.y
         replays = plan.k + 1
         alpha = plan.alpha or self.alpha or free_alpha(plan.k, ctx.epsilon)
-        delta = self._initial_delta(x, ctx.epsilon) if plan.k > 0 else torch.zeros_like(x)
+        fresh = plan.k > 0 or plan.start_at_k0
+        delta = self._initial_delta(x, ctx.epsilon) if fresh else torch.zeros_like(x)
         train_mode(ctx.model)
         for _ in range(replays):
             delta = delta.detach().requires_grad_(True)
@@ -76,7 +79,7 @@ class Free(Method):
         # at the final δ: M+'s l_X reads the same tensor either way (DEAT's mdeat_cifar10.py).
         return BatchStats(
             loss=loss.detach().float(), correct=(logits.detach().argmax(1) == y).sum(),
-            count=len(y), grad_l1=grad.abs().sum(),
+            count=len(y), grad_l1=grad_l1(grad, ctx),
             alpha=float(alpha) if plan.k > 0 else 0.0,
             forwards=replays, backprops=replays,
         )

@@ -10,12 +10,14 @@
   BCE = CE(f(x + δ), y) − log(1.0001 − f_{y'}(x + δ) + 1e-12) with y' the runner-up class;
   the attack maximizes CE. β = 5 (the authors' ResNet-18 value; 6 for WideResNet).
 
-Both released codes attack with batch norm in eval mode and start from x + 0.001·N(0, 1):
-their registry entries say so, and ``attack_bn: auto`` / ``init: auto`` follow them.
+Both released codes attack with batch norm in eval mode and start from x + 0.001·N(0, 1), and
+step 0.007 at ε = 0.031 for 10 steps (α·K = 2.26ε, not Madry's 2.5ε): their registry entries
+say so, and ``attack_bn: auto`` / ``init: auto`` and PGD's default step follow them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -111,24 +113,35 @@ class MartConfig(BetaConfig):
     beta: float = 5.0
 
 
+TRADES_STEP_FRACTION = 0.007 / 0.031  # train_trades_cifar10.py / MART train_resnet.py: --step-size 0.007 at --epsilon 0.031
+
+
+def trades_alpha(k: int, epsilon: float) -> float:
+    """The TRADES/MART authors' step, 0.007 at ε = 0.031 for K = 10 (0.2258ε), kept at the same
+    α·K = 2.258ε for other K and at most Wong et al.'s 1.25ε."""
+    return min(10 * TRADES_STEP_FRACTION * epsilon / max(k, 1), 1.25 * epsilon)
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """A registry entry: the loss class, its options section (named like the loss), its label
-    and the attack settings its authors' code uses (``attack_bn``, ``init``; None: no view)."""
+    and the attack settings its authors' code uses (``attack_bn``, ``init``, ``default_alpha``
+    for methods that take the loss's step, see ``MethodSpec.loss_step``; None: no view)."""
 
     cls: type[OuterLoss]
     label: str
     options: type | None = None
     attack_bn: str | None = None
     init: str | None = None
+    default_alpha: Callable[[int, float], float] | None = None
     source: str = ""
 
 
 LOSSES: Registry[LossSpec] = Registry("loss", {
     "ce": LossSpec(OuterLoss, "CE"),
-    "trades": LossSpec(TradesLoss, "TRADES", TradesConfig, attack_bn="eval", init="normal",
+    "trades": LossSpec(TradesLoss, "TRADES", TradesConfig, attack_bn="eval", init="normal", default_alpha=trades_alpha,
                        source="Zhang et al., ICML 2019; yaodongyu/TRADES trades.py"),
-    "mart": LossSpec(MartLoss, "MART", MartConfig, attack_bn="eval", init="normal",
+    "mart": LossSpec(MartLoss, "MART", MartConfig, attack_bn="eval", init="normal", default_alpha=trades_alpha,
                      source="Wang et al., ICLR 2020; YisenWang/MART mart.py"),
 })
 

@@ -2,7 +2,7 @@
 
 Per batch with schedule value K: δ₀ from the configured start (U(−ε, ε) by default), K steps
 δ ← Π(δ + α·sign(∇δ ℓ)), one weight update on x + δ: K + 1 backprops. K = 0 is natural
-training. FGSM-RS ("Fast is better than free", Wong et al., 2020) is this method with K = 1
+training (on x + δ₀ when the plan says ``start_at_k0``, as DEAT's ``mpgd_cifar10.py``). FGSM-RS ("Fast is better than free", Wong et al., 2020) is this method with K = 1
 and α = 1.25ε; K > 1 makes it PGD with random start. Both attack with batch norm in train
 mode, as fast_adversarial's ``train_fgsm.py`` and ``train_pgd.py`` do.
 """
@@ -46,8 +46,9 @@ class PGD(Method):
             delta, grad_l1 = attack_steps(ctx, x, y, self.initial_delta(batch, ctx), k, alpha, clean_probs)
             self.store(batch, delta)
             x_adv = x + delta
-        else:
-            x_adv, grad_l1 = x, torch.zeros((), device=x.device)
+        else:  # natural training, or the start alone (M+'s first epoch in DEAT's code)
+            x_adv = x + start_delta(x, ctx.epsilon, self.init) if plan.start_at_k0 else x
+            grad_l1 = torch.zeros((), device=x.device)
         update = weight_update(ctx, x, x_adv, y)
         if update.input_grad_l1 is not None and k > 0:
             grad_l1 = update.input_grad_l1
@@ -72,8 +73,8 @@ def fgsm_alpha(k: int, epsilon: float) -> float:
 
 
 PGD_SPEC = MethodSpec(
-    build=lambda s: PGD(s.alpha, s.init),
-    label="PGD", default_k=10, default_alpha=multi_step_alpha,
+    build=lambda s: PGD(s.alpha, s.init, s.loss_alpha or multi_step_alpha),
+    label="PGD", default_k=10, default_alpha=multi_step_alpha, loss_step=True,
     source="Madry et al., ICLR 2018; fast_adversarial CIFAR10/train_pgd.py (train-mode BN, U(−ε, ε) start)",
 )
 FGSM_RS_SPEC = MethodSpec(

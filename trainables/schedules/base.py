@@ -32,9 +32,11 @@ class Schedule:
 
     ``grad_source``: how a controller wants l_X measured, ``"final"`` (the training loss at
     the final δ) or ``"last_step"`` (the last attack step); None when it reads no gradient.
+    ``grad_weight``: ``"std"`` to weight |∇x ℓ| per channel by the dataset's std; None: 1.
     """
 
     grad_source: str | None = None
+    grad_weight: str | None = None
 
     def plan(self, epoch: int) -> Plan:
         raise NotImplementedError
@@ -75,10 +77,12 @@ class ScheduleSetup:
 @dataclass(frozen=True)
 class ScheduleSpec:
     """A registry entry: builder, options section, report label (``describe``) and the
-    attack start its paper prescribes (``init``; None: the method's)."""
+    attack start its paper prescribes (``init``; None: the method's). ``reads_grad_norms``: it
+    steers by gradient norms (M+'s l_X), so ``precision: auto`` keeps fp32 as the authors did."""
 
     build: Callable[[ScheduleSetup], Schedule]
     describe: Callable[[ScheduleSetup], str]
     options: type | None = None
     init: str | None = None
+    reads_grad_norms: bool = False
     source: str = ""

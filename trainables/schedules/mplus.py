@@ -12,6 +12,12 @@ Where Algorithm 1 is silent, the defaults follow the authors' final code
   are the same tensor.
 - ``k_max`` unset: K is capped at 7 with cross-entropy (``--max-iteration`` 8 replays for
   M+DEAT, 7 steps for M+PGD) and 10 with TRADES / MART (``--num-steps 10``); 0: no cap.
+- ``start_at_k0: true``: the first epoch (K = 0) trains on x + δ₀, the method's attack start
+  (U(−ε, ε)), as both ``mdeat_cifar10.py`` and ``mpgd_cifar10.py`` draw it before their
+  replay/attack loops even at K = 0; ``false``: on the clean input, as Algorithm 2 reads.
+- ``grad_weight: std``: l_X weights |∇x ℓ| per channel by the dataset's std
+  (``grad_mag += torch.sum(grad.abs() * std)``: the gradient at the normalized input, which
+  the authors' model sees); ``none``: unweighted.
 - ``step_rule: deat``: when K changes, α = max(ε/K, α₀), α₀ the configured ``alpha`` or ε/4
   (2/255 at 8/255). With DEAT's replay step 10/255 this is always 10/255; for M+PGD it is
   ε/K down to 2/255. (The released M+PGD/TRADES/MART crash or ignore the rule at K = 5, see
@@ -29,18 +35,21 @@ from trainables.registry import ConfigError, did_you_mean
 from trainables.schedules.base import EpochStats, Schedule, ScheduleSetup, ScheduleSpec
 
 K_CAP = {"ce": 7, "trades": 10, "mart": 10}  # DEAT's caps per outer loss
-GRAD_SOURCES, STEP_RULES = ("final", "last_step"), ("deat", "fixed")
+GRAD_SOURCES, STEP_RULES, GRAD_WEIGHTS = ("final", "last_step"), ("deat", "fixed"), ("std", "none")
 
 
 @dataclass(frozen=True)
 class MPlusConfig:
     """M+ (DEAT Algorithm 1): relax ``gamma`` ≥ 1, a cap ``k_max`` (unset: DEAT's; 0: none),
-    where l_X is read (``grad_source``) and how α follows K (``step_rule``)."""
+    where l_X is read (``grad_source``) and how it is weighted (``grad_weight``), how α follows
+    K (``step_rule``), and whether the K = 0 epoch trains on the attack's start (``start_at_k0``)."""
 
     gamma: float = 1.01
     k_max: int | None = None
     grad_source: str = "final"
     step_rule: str = "deat"
+    grad_weight: str = "std"
+    start_at_k0: bool = True
 
     def __post_init__(self) -> None:
         if self.gamma < 1.0:
@@ -48,7 +57,8 @@ class MPlusConfig:
         if self.k_max is not None and self.k_max < 0:
             raise ConfigError("mplus.k_max", self.k_max, "must be >= 0 (0: no cap; unset: DEAT's cap)")
         for key, value, choices in (("grad_source", self.grad_source, GRAD_SOURCES),
-                                    ("step_rule", self.step_rule, STEP_RULES)):
+                                    ("step_rule", self.step_rule, STEP_RULES),
+                                    ("grad_weight", self.grad_weight, GRAD_WEIGHTS)):
             if value not in choices:
                 raise ConfigError(f"mplus.{key}", value, f"choose one of {', '.join(choices)}",
                                   did_you_mean(value, choices))
@@ -56,15 +66,20 @@ class MPlusConfig:
 
 class MPlus(Schedule):
     def __init__(self, gamma: float, k_max: int = 0, grad_source: str = "final",
-                 epsilon: float | None = None, alpha_floor: float | None = None) -> None:
+                 epsilon: float | None = None, alpha_floor: float | None = None, *,
+                 grad_weight: str = "none", start_at_k0: bool = False) -> None:
         """``epsilon`` and ``alpha_floor`` set: α = max(ε/K, floor) (DEAT's step rule)."""
         self.gamma, self.k_max, self.grad_source = gamma, k_max, grad_source
         self.epsilon, self.alpha_floor = epsilon, alpha_floor
+        self.grad_weight: str | None = None if grad_weight == "none" else grad_weight
+        self.start_at_k0 = start_at_k0
         self.k = 0
         self.threshold = math.inf
 
     def plan(self, epoch: int) -> Plan:
-        if self.epsilon is None or self.alpha_floor is None or self.k == 0:
+        if self.k == 0:
+            return Plan(0, start_at_k0=self.start_at_k0)
+        if self.epsilon is None or self.alpha_floor is None:
             return Plan(self.k)
         return Plan(self.k, max(self.epsilon / self.k, self.alpha_floor))
 
@@ -100,7 +115,8 @@ def _build(s: ScheduleSetup) -> MPlus:
     deat = o.step_rule == "deat" and not s.joint_gradient  # Free: α₀ ≥ ε/K, the rule never moves it
     floor = s.alpha if s.alpha is not None else s.epsilon / 4
     return MPlus(o.gamma, resolved_cap(o, s.loss), o.grad_source,
-                 s.epsilon if deat else None, floor if deat else None)
+                 s.epsilon if deat else None, floor if deat else None,
+                 grad_weight=o.grad_weight, start_at_k0=o.start_at_k0)
 
 
 def _describe(s: ScheduleSetup) -> str:
@@ -108,5 +124,5 @@ def _describe(s: ScheduleSetup) -> str:
     return f"M+ γ={s.options.gamma:.3g}" + (f" K≤{cap}" if cap else "")
 
 
-MPLUS_SPEC = ScheduleSpec(build=_build, describe=_describe, options=MPlusConfig,
+MPLUS_SPEC = ScheduleSpec(build=_build, describe=_describe, options=MPlusConfig, reads_grad_norms=True,
                           source="Wang et al., DEAT Algorithm 1; TrustAI/DEAT standard training/m*_cifar10.py")
