@@ -353,7 +353,8 @@ def test_mplus_alpha_is_the_floor_of_deat_step_rule_for_pgd() -> None:
     # TrustAI/DEAT final code: when K changes, α = max(ε/K, α₀), α₀ the searched `alpha` (else ε/4).
     eps = 0.1
     schedule = make_schedule(parse_config({"method": "pgd", "schedule": "mplus", "epsilon": eps, "alpha": 0.03}))
-    assert schedule.plan(0) == Plan(0)  # K = 0: natural training, no step
+    # K = 0: no attack step, but the authors' M+ trains on the uniform start x + U(−ε, ε)
+    assert schedule.plan(0) == Plan(0, start_at_k0=True)
     ks, alphas = [], []
     for t, l_x in enumerate([1.0, 1.0, 1.1, 1.21, 1.331, 1.4641]):
         schedule.observe(t, EpochStats(0.0, l_x))
