@@ -78,3 +78,33 @@ def test_search_runs_one_trial_per_slot(overrides: list[str], expected: int, tmp
                     progress=False)
     assert not ray.is_initialized()
     assert captured["max_concurrent_trials"] == result.concurrency == expected
+
+
+def _init_calls(monkeypatch: pytest.MonkeyPatch, address: str | None, env: str | None) -> list[dict]:
+    import ray
+
+    from raysearch.tuning.resources import init_ray
+
+    calls: list[dict] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    if env is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    init_ray(address, {"CPU": 3.0, "GPU": 0.0})
+    return calls
+
+
+def test_a_local_search_starts_its_own_instance_even_beside_a_running_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ray's address=None joins a cluster already running on the machine and then refuses
+    # num_cpus (CI failed so once, after a crashed test left one behind): "local" never joins.
+    (call,) = _init_calls(monkeypatch, None, None)
+    assert (call["address"], call["num_cpus"], call["num_gpus"]) == ("local", 3, 0)
+
+
+def test_an_address_or_ray_address_joins_that_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    (call,) = _init_calls(monkeypatch, "10.0.0.5:6379", None)
+    assert call["address"] == "10.0.0.5:6379" and "num_cpus" not in call
+    (call,) = _init_calls(monkeypatch, None, "10.0.0.9:6379")
+    assert call["address"] == "10.0.0.9:6379" and "num_cpus" not in call

@@ -39,7 +39,8 @@ RAY_RUNTIME_ENV = {"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}
 
 def init_ray(address: str | None = None, available: Mapping[str, float] | None = None) -> None:
     """Start Ray for a raysearch job: a local instance with ``available`` CPUs and GPUs (this
-    machine's by default), or join the cluster at ``address``; quiet, without a dashboard."""
+    machine's by default), or join the cluster at ``address`` (else ``$RAY_ADDRESS``); quiet, without a
+    dashboard."""
     import logging
 
     import ray
@@ -48,6 +49,7 @@ def init_ray(address: str | None = None, available: Mapping[str, float] | None =
         return
     common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
                               "runtime_env": RAY_RUNTIME_ENV}
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address is not None:
         ray.init(address=address, **common)
         return
@@ -58,7 +60,9 @@ def init_ray(address: str | None = None, available: Mapping[str, float] | None =
     level = notice.level
     notice.setLevel(logging.ERROR)
     try:
-        ray.init(num_cpus=int(have["CPU"]), num_gpus=int(have["GPU"]), **common)
+        # "local": a new instance even when another one runs on this machine (a `ray start`, a
+        # crashed job's leftovers); Ray's default would join that one and then refuse num_cpus.
+        ray.init(address="local", num_cpus=int(have["CPU"]), num_gpus=int(have["GPU"]), **common)
     finally:
         notice.setLevel(level)
 
