@@ -179,6 +179,13 @@ class Run:
         self.cost.eval_seconds += watch.seconds
         return {"clean_acc": acc.clean_acc, "robust_acc": acc.robust_acc, "fgsm_acc": acc.fgsm_acc}
 
+    def validation_scores(self) -> dict[str, float]:
+        """The current weights on the validation subset as ``val_*`` keys, objective included:
+        what a confirmation chooses by (the test split only measures)."""
+        val = self.evaluate()
+        return {"val_clean_acc": val["clean_acc"], "val_robust_acc": val["robust_acc"],
+                "val_objective": self.objective(val["robust_acc"])}
+
     def objective(self, robust_acc: float) -> float:
         """The run's objective (SPEC §7): the trade-off, or the target objective."""
         cfg = self.config

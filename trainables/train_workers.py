@@ -117,7 +117,8 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
         measured: dict[str, Any] = {}
         if rank == 0:
             run.run.model.load_state_dict(run.run.scored_weights())
-            measured = {**test_split_accuracy(run.run.model, cfg, device, *plan.test), **where,
+            measured = {**run.run.validation_scores(), **test_split_accuracy(run.run.model, cfg, device, *plan.test),
+                        **where,
                         "confirm_done": True, "seed": cfg.seed, "status": run.run.status.value,
                         "backprops": run.run.cost.backprops, "train_seconds": run.run.cost.train_seconds,
                         "epoch": run.run.epoch, "reused_run": plan.restore is not None}

@@ -172,9 +172,10 @@ def confirm_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -
                 with tempfile.TemporaryDirectory() as directory:
                     report_epoch(run, record, directory, {"confirm_done": False})
         run.model.load_state_dict(run.scored_weights())
+    chosen_by = run.validation_scores()  # validation chooses, the test split measures
     measured = test_split_accuracy(run.model, run.config, run.device, str(controls.get("attacks") or "pgd50x10"),
                                    controls.get("examples"))
-    tune.report({**measured, "confirm_done": True, "seed": cfg.seed, "status": run.status.value,
+    tune.report({**measured, **chosen_by, "confirm_done": True, "seed": cfg.seed, "status": run.status.value,
                  "backprops": run.cost.backprops, "train_seconds": run.cost.train_seconds,
                  "epoch": run.epoch, "reused_run": bool(source)})
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from raysearch._version import __version__
 from raysearch.rundir.experiment import DEFAULT_TRAINABLE, Experiment, load_experiment
+from raysearch.rundir.outcomes import SearchResult, search_overhead_fraction
 from raysearch.rundir.records import TrialRecord
 from raysearch.rundir.results import (
     EXPERIMENT_FILE,
@@ -54,6 +55,7 @@ from raysearch.rundir.storage import (
 )
 from raysearch.rundir.summary import write_summary
 from raysearch.tuning.tuner import INTERRUPT, fit, quiet_tune
+from trainables.labels import describe
 from trainables.registry import ConfigError
 from trainables.status import Status
 
@@ -62,65 +64,6 @@ POPULATION_TRAINABLE = "trainables.population:population_trainable"
 
 REFERENCE_LABEL = "PGD-10"
 CHECKPOINT_HEADROOM = 4  # a trial keeps two checkpoints; room for twice that is asked for
-
-
-def search_overhead_fraction(trial_seconds_sum: float, wall_seconds: float, slots: int) -> float:
-    """Summed trial seconds / (wall seconds × concurrent slots): the share of slot time in trials."""
-    capacity = wall_seconds * max(1, slots)
-    return min(1.0, trial_seconds_sum / capacity) if capacity > 0 else 0.0
-
-
-# ---------------------------------------------------------------------------------- results
-
-
-@dataclass
-class SearchResult:
-    """What a search leaves: where it is, every trial, the best recipe, and what it cost.
-
-    ``trials``: one :class:`~raysearch.rundir.records.TrialRecord` per trial; ``best``: the
-    lowest objective among finished full runs; ``warm_start``: the paper defaults' trials;
-    ``search_overhead``: summed trial seconds (training + evaluation) of this session / (wall
-    seconds × concurrent slots); ``startup_seconds``: from the call to the start of Tune;
-    ``interrupted``: Ctrl-C ended it (``--resume`` continues); ``summary``: what
-    ``search_summary.json`` says; ``confirmation``: the confirmation stage's result.
-    """
-
-    run_dir: str
-    trials: list[TrialRecord]
-    best: TrialRecord | None
-    wall_seconds: float
-    trial_seconds_sum: float
-    concurrency: int
-    reference_backprops: int = 0
-    pareto: list[str] = field(default_factory=list)
-    startup_seconds: float = 0.0
-    interrupted: bool = False
-    summary: dict[str, Any] = field(default_factory=dict)
-    confirmation: Any = None
-
-    @property
-    def warm_start(self) -> list[TrialRecord]:
-        return [t for t in self.trials if t.warm_start]
-
-    @property
-    def best_config(self) -> dict[str, Any] | None:
-        return self.best.config if self.best else None
-
-    @property
-    def best_metrics(self) -> dict[str, Any] | None:
-        return self.best.metrics if self.best else None
-
-    @property
-    def search_overhead(self) -> float:
-        return search_overhead_fraction(self.trial_seconds_sum, self.wall_seconds, self.concurrency)
-
-    @property
-    def tensorboard_dir(self) -> str:
-        return join(self.run_dir, "tensorboard")
-
-    @property
-    def resume_command(self) -> str:
-        return f"raysearch search --resume {self.run_dir}"
 
 
 # ---------------------------------------------------------------------------------- plan
@@ -352,6 +295,8 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
             reused.append(Prior(record, label, point.params))
     needs_reference = (cfg.objective == "target" and cfg.target_robust_acc == "reference"
                        and not any(p.label == REFERENCE_LABEL for p in reused))
+    if not s.reference:  # its cost is known without training it: trained only for a claim that needs it
+        points = [p for p in points if p.label != REFERENCE_LABEL]
     taken = {p.label for p in reused} | ({REFERENCE_LABEL} if needs_reference else set())
     concurrency = concurrent_slots(request, available, s.max_concurrent)
     workers = max(s.workers_per_trial, int(request.get("gpu", 0.0)) if request.get("gpu", 0.0) >= 2 else 1)
@@ -509,7 +454,8 @@ def _search_stage(plan: SearchPlan, target: float | None, prior: list[Prior], pr
         plan.space, metric=metric, mode=mode, sampler=sampler, study_name=plan.run_name, storage=storage,
         step_attr=s.time_attr, warm_starts=[(p.label, p.params) for p in plan.warm_starts],
         metric_names=metric_names(cfg.objective, cfg.cost_weight), study_attrs=study_attrs, budget=plan.budget,
-        space_name=s.space, prior=told, target=target if cfg.objective == "target" else None)
+        space_name=s.space, prior=told, target=target if cfg.objective == "target" else None,
+        spent_before=sum(p.record.spent_backprops for p in prior))
     watch = InterruptWatch(searcher)
     callbacks: list[Any] = [watch, TensorBoardCallback(time_attr=s.time_attr)]
     if progress:
@@ -678,6 +624,9 @@ def collect(plan: SearchPlan, launched: Launched, progress: bool = True) -> Sear
             "concurrency": plan.concurrency, "target_robust_acc": launched.target,
             "confirm_backprops": _previous(plan.run_dir, "confirm_backprops", 0),
             "best_trial": best.trial_id if best else None,
+            **({"chosen_trial": best.trial_id, "chosen_label": describe(best.config), "chosen_by": "validation",
+                "chosen_cost_ratio": round(best.metric("backprops") / plan.cost.reference_backprops, 4)}
+               if best is not None and plan.cost.reference_backprops and not plan.resume else {}),
         })
     result = SearchResult(plan.run_dir, trials, best, wall, trial_seconds, plan.concurrency,
                           plan.cost.reference_backprops, pareto, launched.startup_seconds, interrupted, summary)

@@ -1,7 +1,8 @@
 """Means, 95 % intervals and the claims they support, from ``confirmation.csv`` rows.
 
-Each recipe was trained with S seeds (the search's own run and S − 1 more) and tested on the
-test split. :func:`mean_ci` gives the mean and a two-sided 95 % Student-t interval;
+Each recipe was trained with S seeds (the search's own run and S − 1 more), scored on the
+validation split and tested on the test split. :func:`choose` picks from the validation numbers
+only; the test numbers are what is reported for the pick. :func:`mean_ci` gives the mean and a two-sided 95 % Student-t interval;
 :func:`paired_difference` compares two recipes on the seeds they share (same seed: same
 initialization and data order, so the difference has less noise than two separate means).
 
@@ -70,7 +71,8 @@ def mean_ci(values: Iterable[float]) -> Interval:
 @dataclass(frozen=True)
 class RecipeStats:
     """One confirmed recipe: test robust and clean accuracy over its seeds, cost and the
-    trade-off objective computed from the confirmed mean."""
+    trade-off objective of the test mean (what is *reported*), and the validation robust
+    accuracy and objective (what *chooses*); ``dropped``: why the race left it behind."""
 
     trial_id: str
     label: str
@@ -81,6 +83,9 @@ class RecipeStats:
     cost_ratio: float
     objective: float
     seeds: tuple[int, ...]
+    val_robust: Interval = Interval(math.nan, math.nan, math.nan, 0)
+    val_objective: float = math.nan
+    dropped: str = ""
 
 
 def recipe_stats(rows: Sequence[dict[str, Any]], reference_backprops: int | None,
@@ -103,9 +108,32 @@ def recipe_stats(rows: Sequence[dict[str, Any]], reference_backprops: int | None
         backprops = statistics.fmean(costs) if costs else math.nan
         ratio = backprops / reference_backprops if reference_backprops else math.nan
         objective = (1 - robust.mean) + cost_weight * ratio if not math.isnan(ratio) else math.nan
+        val_robust = mean_ci(r.get("val_robust_acc", math.nan) for r in group)
+        val_objective = mean_ci(r.get("val_objective", math.nan) for r in group).mean
         out.append(RecipeStats(key, str(group[0].get("label", key)), str(group[0].get("warm_start") or ""), robust,
-                               clean, backprops, ratio, objective, tuple(int(r["seed"]) for r in group)))
+                               clean, backprops, ratio, objective, tuple(int(r["seed"]) for r in group),
+                               val_robust, val_objective, str(group[0].get("dropped") or "")))
     return out
+
+
+def choose(stats: Sequence[RecipeStats], target: float | None = None,
+           exclude: str = "") -> RecipeStats | None:
+    """The pick, from validation numbers only (the test split never changes it): the lowest
+    mean validation objective among candidates not dropped; with a ``target``, the cheapest
+    whose validation robust accuracy's 95 % lower bound reaches it (None when none does).
+    ``exclude``: a warm-start label that is never picked (the reference)."""
+    pool = [s for s in stats if not s.dropped and s.warm_start != exclude and math.isfinite(s.val_objective)]
+    if target is not None:
+        meeting = [s for s in pool if s.val_robust.n >= 2 and s.val_robust.low >= target]
+        return min(meeting, key=lambda s: s.backprops) if meeting else None
+    return min(pool, key=lambda s: s.val_objective, default=None)
+
+
+def payback_trainings(total_cost_runs: float, cost_ratio: float) -> float | None:
+    """How many trainings with the found recipe repay ``total_cost_runs``: each one saves
+    ``1 − cost_ratio`` reference runs against training the reference (None: it saves nothing)."""
+    saved = 1.0 - cost_ratio
+    return total_cost_runs / saved if saved > 0 and math.isfinite(total_cost_runs) else None
 
 
 def paired_difference(rows: Sequence[dict[str, Any]], a: str, b: str, key: str = "robust_acc") -> Interval:
@@ -146,5 +174,6 @@ def target_claim(robust: Interval, target: float) -> str:
     return f"target {target:.3f} inside the interval ({ci}): more seeds needed to say it is met"
 
 
-__all__ = ["Interval", "RecipeStats", "mean_ci", "paired_difference", "recipe_stats", "robustness_claim",
+__all__ = ["Interval", "RecipeStats", "choose", "mean_ci", "paired_difference", "payback_trainings", "recipe_stats",
+           "robustness_claim",
            "t_quantile", "target_claim"]

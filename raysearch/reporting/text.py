@@ -12,14 +12,20 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from raysearch.reporting.stats import RecipeStats, paired_difference, robustness_claim, target_claim
+from raysearch.reporting.stats import (
+    RecipeStats,
+    choose,
+    paired_difference,
+    payback_trainings,
+    robustness_claim,
+    target_claim,
+)
 from trainables.labels import describe
 from trainables.status import Status
 
 if TYPE_CHECKING:
-    from raysearch.commands.confirm import ConfirmResult
-    from raysearch.commands.search import SearchResult
     from raysearch.rundir.experiment import Experiment
+    from raysearch.rundir.outcomes import ConfirmResult, SearchResult
     from raysearch.rundir.records import TrialRecord
 
 REFERENCE = "PGD-10"
@@ -40,55 +46,89 @@ def trial_line(trial: TrialRecord, reference: int | None) -> str:
             f"clean acc {trial.metric('clean_acc'):.3f}, backprops {m.get('backprops', 0)} ({ratio:.2f}x PGD-10)")
 
 
+def _measured(s: RecipeStats) -> str:
+    return (f"test robust accuracy {s.robust}, clean {s.clean} over {s.robust.n} seeds, test objective "
+            f"{s.objective:.4f}")
+
+
+def cost_line(search_runs: float, confirm_runs: float, ratio: float | None) -> str:
+    """"This answer cost X reference runs (search Y, confirmation Z); … pays that back after N trainings"."""
+    total = search_runs + confirm_runs
+    line = f"This answer cost {total:.2f} reference runs (search {search_runs:.2f}, confirmation {confirm_runs:.2f})"
+    if ratio is None or not math.isfinite(ratio):
+        return line + "."
+    payback = payback_trainings(total, ratio)
+    if payback is None:
+        return line + f"; at {ratio:.2f}x PGD-10 the found recipe saves nothing per training, so it never pays back."
+    return line + f"; at {ratio:.2f}x PGD-10 the found recipe pays that back after {payback:.1f} trainings."
+
+
 def confirmed_headline(stats: Sequence[RecipeStats], rows: Sequence[dict[str, Any]], target: float | None,
-                       margin: float) -> list[str]:
-    """The headline from confirmed numbers (test split, all seeds): the best confirmed recipe by
-    the trade-off objective (or, with a target, the cheapest that meets it), then what it can
-    be said to do against the reference and the target."""
+                       margin: float, cost: tuple[float, float] | None = None) -> list[str]:
+    """The headline of a confirmation. The pick is made on the *validation* split over all its
+    seeds (:func:`~raysearch.reporting.stats.choose`): the best trade-off objective or, with a
+    target, the cheapest recipe that meets it; every number that describes the pick, and every
+    claim against the reference and the runner-up, is the *test* split's. ``cost``: (search,
+    confirmation) in reference runs, for the cost and payback line."""
     if not stats:
         return ["No recipe was confirmed."]
     reference = next((s for s in stats if s.warm_start == REFERENCE), None)
-    if target is not None:
-        meeting = [s for s in stats if s.robust.n >= 2 and not math.isnan(s.robust.low) and s.robust.low >= target]
-        pick = min(meeting, key=lambda s: s.backprops) if meeting else None
-        if pick is None:
-            closest = max(stats, key=lambda s: s.robust.mean)
-            lines = [f"No confirmed recipe meets the target {target:.3f} with 95% confidence; the closest is "
-                     f"{closest.label}: {target_claim(closest.robust, target)}, at {closest.cost_ratio:.2f}x the "
-                     "reference's compute."]
-            return lines
-        best = pick
-        lines = [f"Cheapest recipe that meets the target: {best.label}, {best.cost_ratio:.2f}x the reference's "
-                 f"compute; {target_claim(best.robust, target)}."]
+    best = choose(stats, target, exclude=REFERENCE)
+    lines: list[str] = []
+    if target is not None and best is None:
+        pool = [s for s in stats if s.warm_start != REFERENCE and math.isfinite(s.val_robust.mean)]
+        if not pool:
+            return ["No candidate has validation scores: nothing can be chosen without looking at the test split."]
+        closest = max(pool, key=lambda s: s.val_robust.mean)
+        lines.append(f"No candidate meets the target {target:.3f} on the validation split with 95% confidence; the "
+                     f"closest is {closest.label}: validation robust accuracy {closest.val_robust}; on the test split "
+                     f"it {target_claim(closest.robust, target)}, at {closest.cost_ratio:.2f}x the reference's compute.")
+        best = closest
+    elif best is None:
+        return ["No candidate has validation scores: nothing can be chosen without looking at the test split."]
+    elif target is not None:
+        lines.append(f"Cheapest recipe that meets the target on the validation split: {best.label} (validation robust "
+                     f"accuracy {best.val_robust}), {best.cost_ratio:.2f}x the reference's compute. Measured on the "
+                     f"test split: it {target_claim(best.robust, target)}.")
     else:
-        best = min(stats, key=lambda s: s.objective)
-        lines = [f"Best confirmed recipe: {best.label}: test robust accuracy {best.robust}, clean {best.clean} "
-                 f"over {best.robust.n} seeds, {best.cost_ratio:.2f}x the reference's compute, confirmed objective "
-                 f"{best.objective:.4f}."]
-    if reference is not None and reference is not best:
+        lines.append(f"Chosen on the validation split: {best.label} (validation objective {best.val_objective:.4f}, "
+                     f"robust accuracy {best.val_robust}). Measured on the test split: {_measured(best)}, "
+                     f"{best.cost_ratio:.2f}x the reference's compute.")
+    if reference is not None:
         diff = paired_difference(rows, best.trial_id, reference.trial_id)
-        lines.append(f"Against {REFERENCE} (finished, same seeds): {robustness_claim(diff, margin)}; "
+        lines.append(f"Against {REFERENCE} (finished, same seeds, test split): {robustness_claim(diff, margin)}; "
                      f"{best.backprops / reference.backprops:.2f}x its backprops.")
-    elif reference is None:
-        lines.append(f"{REFERENCE} was not confirmed, so no claim is made against it.")
-    runner_up = min((s for s in stats if s is not best), key=lambda s: s.objective, default=None)
-    if target is None and runner_up is not None and runner_up is not reference:
-        # "best" ranks by the mean objective; say whether the seeds separate it from the next one
+    else:
+        lines.append(f"{REFERENCE} was not trained for this answer (its cost is known without training it), so no "
+                     "robustness claim is made against it; search.reference: true trains and confirms it.")
+    others = [s for s in stats if s is not best and s is not reference and not s.dropped
+              and math.isfinite(s.val_objective)]
+    runner_up = min(others, key=lambda s: s.val_objective, default=None)
+    if target is None and runner_up is not None:
+        # the pick ranks by the mean validation objective; say whether the test seeds separate it from the next one
         diff = paired_difference(rows, best.trial_id, runner_up.trial_id)
-        lines.append(f"Against the runner-up {runner_up.label} (objective {runner_up.objective:.4f}, same seeds): "
-                     f"{robustness_claim(diff, margin, 'it')}; {best.backprops / runner_up.backprops:.2f}x its "
-                     "backprops.")
-    lines.append(f"How this was decided: {best.robust.n} seeds per recipe on the test split; 95% Student-t "
-                 "intervals; a claim against another recipe needs the paired difference's interval to exclude 0 "
-                 f"(more/less robust) or to lie within ±{100 * margin:.0f} points (as robust).")
+        lines.append(f"Against the runner-up {runner_up.label} (validation objective {runner_up.val_objective:.4f}; "
+                     f"test objective {runner_up.objective:.4f}, same seeds): {robustness_claim(diff, margin, 'it')}; "
+                     f"{best.backprops / runner_up.backprops:.2f}x its backprops.")
+    for s in stats:
+        if s.dropped:
+            lines.append(f"Left behind by the race: {s.label}, {s.dropped}; test robust accuracy {s.robust}.")
+    if cost is not None:
+        lines.append(cost_line(cost[0], cost[1], best.cost_ratio))
+    lines.append(f"How this was decided: the candidates raced on the validation split (seeds added in rounds, a "
+                 "candidate dropped once its paired 95% interval against the leader lies above 0: irace's t-test "
+                 "racing); the test split measured every run and chose nothing. A claim against another recipe needs "
+                 "the test split's paired difference interval to exclude 0 (more/less robust) or to lie within "
+                 f"±{100 * margin:.0f} points (as robust).")
     return lines
 
 
 def confirmation_table(stats: Sequence[RecipeStats]) -> list[str]:
-    lines = [f"  {'recipe':<52} {'seeds':>5} {'test robust':>17} {'test clean':>17} {'x PGD-10':>8} {'objective':>9}"]
+    lines = [f"  {'recipe':<44} {'seeds':>5} {'val objective':>13} {'test robust':>17} {'test clean':>17} "
+             f"{'x PGD-10':>8} {'test obj.':>9}"]
     for s in stats:
-        lines.append(f"  {s.label[:52]:<52} {s.robust.n:>5} {str(s.robust):>17} {str(s.clean):>17} "
-                     f"{s.cost_ratio:>8.2f} {s.objective:>9.4f}")
+        lines.append(f"  {s.label[:44]:<44} {s.robust.n:>5} {s.val_objective:>13.4f} {str(s.robust):>17} "
+                     f"{str(s.clean):>17} {s.cost_ratio:>8.2f} {s.objective:>9.4f}" + ("  (dropped)" if s.dropped else ""))
     return lines
 
 
@@ -98,8 +138,10 @@ def confirmation_text(result: ConfirmResult, target: float | None = None, margin
 
     summary = read_summary(result.run_dir)
     reference_backprops = reference_backprops or summary.get("reference_backprops")
-    lines = [f"confirmation (test split, {summary.get('confirm_attacks', 'pgd50x10')}, mean ± 95% CI):",
-             *confirmation_table(result.stats), *confirmed_headline(result.stats, result.rows, target, margin)]
+    cost = (float(summary.get("search_cost_runs", 0.0) or 0.0), float(summary.get("confirm_cost_runs", 0.0) or 0.0))
+    lines = [f"confirmation (chosen on the validation split; measured on the test split with "
+             f"{summary.get('confirm_attacks', 'pgd50x10')}, mean ± 95% CI):",
+             *confirmation_table(result.stats), *confirmed_headline(result.stats, result.rows, target, margin, cost)]
     lines.append(f"confirmation cost: {runs(result.backprops, reference_backprops)} reference runs "
                  f"({result.backprops} backprops, {result.train_seconds:.1f} s of training)"
                  + (f"; {result.reused_rows} rows reused from earlier runs" if result.reused_rows else ""))

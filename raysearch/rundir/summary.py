@@ -39,6 +39,11 @@ def write_summary(run_dir: str | os.PathLike[str], updates: dict[str, Any]) -> d
         for key in ("search", "confirm"):
             if summary.get(f"{key}_backprops") is not None:
                 summary[f"{key}_cost_runs"] = round(summary[f"{key}_backprops"] / reference, 4)
+    if summary.get("search_cost_runs") is not None:
+        summary["total_cost_runs"] = round(summary["search_cost_runs"] + (summary.get("confirm_cost_runs") or 0.0), 4)
+        ratio = summary.get("chosen_cost_ratio")
+        saved = 1.0 - ratio if isinstance(ratio, (int, float)) else 0.0
+        summary["payback_trainings"] = round(summary["total_cost_runs"] / saved, 2) if saved > 0 else None
     tmp = path.with_suffix(".json.tmp")
     try:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str))

@@ -111,6 +111,8 @@ class OptunaSearcher(Searcher):
         metric_names: names of the objective(s) in the study (``study.set_metric_names``).
         study_attrs: user attributes of the study (the experiment, dataset, model, ε, ...).
         budget: stop starting trials once this budget is committed (None: ``num_samples`` only).
+        spent_before: backprops this search spent before the searcher started (the reference
+            stage of ``target_robust_acc: reference``), charged to ``budget``.
         space_name: the search space, for the trials' ``trial.family`` control.
         prior: (parameters, value, user attributes) of trials that finished elsewhere (paper
             defaults reused from an earlier run), told to a new study before anything else.
@@ -125,7 +127,8 @@ class OptunaSearcher(Searcher):
                  warm_starts: Sequence[tuple[str, dict[str, Any]]] = (),
                  metric_names: Sequence[str] | None = None, study_attrs: Mapping[str, Any] | None = None,
                  budget: Budget | None = None, space_name: str = "all",
-                 prior: Sequence[tuple[dict[str, Any], Any, dict[str, Any]]] = (), target: float | None = None) -> None:
+                 prior: Sequence[tuple[dict[str, Any], Any, dict[str, Any]]] = (), target: float | None = None,
+                 spent_before: float = 0.0) -> None:
         super().__init__(metric=metric, mode=mode)  # type: ignore[arg-type]
         self._space, self._step_attr, self._budget, self._space_name = space, step_attr, budget, space_name
         self._target = target
@@ -150,6 +153,8 @@ class OptunaSearcher(Searcher):
         self._configs: dict[str, dict[str, Any]] = {}
         self._reported: dict[str, float] = {}
         self._spent: dict[str, tuple[float, float]] = {}  # trial id -> (backprops, train seconds)
+        if spent_before:  # a stage of this search that ran before it (the reference) is on the ledger
+            self._spent["(before the search)"] = (float(spent_before), 0.0)
         self._done: set[str] = set()
         self.interrupted = False  # set by the driver on Ctrl-C: cut-short trials stay unfinished
 
