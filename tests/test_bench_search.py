@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from raysearch.commands.bench_search import VARIANTS, spearman
+from raysearch.commands.bench_search import DEFAULT_VARIANTS, VARIANTS, spearman
 
 
 def test_spearman_by_hand_with_ties() -> None:
@@ -27,11 +27,13 @@ def test_spearman_needs_three_finite_pairs_and_some_spread() -> None:
         spearman([1, 2, 3], [1, 2])
 
 
-def test_baseline_is_raysearch_0_1s_search() -> None:
+def test_baseline_is_raysearch_0_2s_answer_and_new_is_todays_default() -> None:
     baseline = dict(o.split("=", 1) for o in VARIANTS["baseline"])
-    assert baseline == {"search.time_attr": "backprops", "search.budget": "null", "search.samples": "40",
-                        "search.reuse": "false", "search.startup_trials": "6"}  # 0.1: 10 start-up, 4 defaults
-    assert "search.budget=null" not in VARIANTS["new"]  # the demo's budget
+    # 0.2: PGD-10 trained as a reference, every candidate on every seed, the paper defaults confirmed too
+    assert baseline == {"search.reuse": "false", "search.reference": "true", "search.confirm.racing": "false",
+                        "search.confirm.defaults": "true", "search.budget": "4"}
+    assert VARIANTS["new"] == ["search.reuse=false"]  # the demo as shipped, nothing reused from earlier runs
+    assert DEFAULT_VARIANTS == ("baseline", "new")
 
 
 @pytest.mark.slow
@@ -41,12 +43,17 @@ def test_quick_comparison_prints_the_contract_keys_last(capsys: pytest.CaptureFi
     result = bench(json_output=True, quick=True, search=True, seeds=(0,))
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(result))
     rows = result["rows"]
-    assert {r["variant"] for r in rows} == {"baseline", "new", "random"}
-    for variant in ("baseline", "new", "random"):
+    assert {r["variant"] for r in rows} == {"baseline", "new"}
+    for variant in ("baseline", "new"):
         mine = [r for r in rows if r["variant"] == variant]
         assert result[f"{variant}_cost_runs"] == statistics.median(r["cost_runs"] for r in mine)
+        assert result[f"{variant}_total_cost_runs"] == statistics.median(r["total_cost_runs"] for r in mine)
         assert result[f"{variant}_confirmed_objective"] == statistics.median(r["confirmed_objective"] for r in mine)
-        assert all(r["cost_runs"] > 0 and 0 < r["confirmed_objective"] < 2 and r["best"] for r in mine)
+        for r in mine:
+            assert r["total_cost_runs"] == pytest.approx(r["cost_runs"] + r["confirm_cost_runs"])
+            assert r["cost_runs"] > 0 and r["confirm_cost_runs"] > 0 and 0 < r["confirmed_objective"] < 2 and r["best"]
+    # 0.2's answer trains PGD-10 again and confirms the defaults: it costs more than today's
+    assert result["baseline_total_cost_runs"] > result["new_total_cost_runs"]
     levels = result["fidelity"]["levels"]
     assert result["fidelity"]["recipes"] == 3  # quick: 2 epochs, the proxy 1 epoch on half the data
     assert [(level["epochs"], level["data_fraction"]) for level in levels] == [(1, 0.5), (2, 1.0)]

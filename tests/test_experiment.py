@@ -21,7 +21,7 @@ def test_demo_is_builtin_and_valid() -> None:
     assert exp.name == "demo"
     assert exp.train["dataset"] == "digits" and exp.train["model"] == "small_cnn"
     assert exp.search.space == "all" and exp.search.scheduler == "asha" and exp.search.time_attr == "fidelity"
-    assert exp.search.fidelity.levels() == [(0.5, 0.5), (1.0, 1.0)] and exp.search.budget == 4
+    assert exp.search.fidelity.levels() == [(0.5, 0.5), (1.0, 1.0)] and exp.search.budget == 3
     assert exp.search.confirm.top == 2 and exp.search.confirm.seeds == 3 and exp.search.confirm.attacks == "pgd20"
     assert exp.train_config.epochs <= 6
 

@@ -195,8 +195,8 @@ def test_report_writes_every_file(fake_run: Path, capsys: pytest.CaptureFixture[
 
     md = (fake_run / "report.md").read_text()
     assert "## Headline" in md and "## Pareto front" in md and "![" in md and "pareto.png" in md
-    assert "vs PGD-10: robust accuracy +1.0 points at 0.27× its backprops" in md
-    assert "vs Amata-2-10 (linear): robust accuracy -1.0 points at 0.50× its backprops" in md
+    assert "beside PGD-10, one seed each (a reading, not a claim): robust accuracy +1.0 points, 0.27× its backprops" in md
+    assert "beside Amata-2-10 (linear), one seed each (a reading, not a claim): robust accuracy -1.0 points, 0.50× its backprops" in md
     assert "Not run yet: `raysearch evaluate" in md
     pgd = next(c for c in result.comparisons if c["against"] == "PGD-10")
     assert pgd["robust_points"] == pytest.approx(1.0) and pgd["compute_ratio"] == pytest.approx(120 / 440)

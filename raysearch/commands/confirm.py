@@ -10,7 +10,7 @@ Seed one of each is the search's own run (its final weights are evaluated as the
 which only *measures*).
 
 With ``racing`` (the default) the seeds come in rounds: after each round,
-:func:`raysearch.tuning.racing.race_round` drops the candidates clearly worse than the leader
+:func:`raysearch.reporting.racing.race_round` drops the candidates clearly worse than the leader
 on validation, and the stage stops once the race is decided or the seeds run out. Each round
 is a Tune stage of its own in ``<run_dir>/confirm*/`` (same Ray session as the search;
 ``--resume`` continues them and the decisions, read from the rows, come out the same). Rows
@@ -220,7 +220,15 @@ class Confirmation:
         from raysearch.tuning.fixed import FixedConfigs
         from raysearch.tuning.progress import ProgressLines
         from raysearch.tuning.resources import concurrent_slots, local_resources, ray_session
-        from raysearch.tuning.tuner import INTERRUPT, InterruptWatch, Stage, build_tuner, fit, quiet_tune, restore_tuner
+        from raysearch.tuning.tuner import (
+            INTERRUPT,
+            InterruptWatch,
+            Stage,
+            build_tuner,
+            fit,
+            quiet_tune,
+            restore_tuner,
+        )
         from trainables.train_workers import DRIVER_CPUS
         from trainables.trainable import confirm_trainable
         from trainables.trial import TrialSetup
@@ -263,7 +271,7 @@ class Confirmation:
 
 def _race(conf: Confirmation, chosen: list[Candidate], seeds: int, margin: float) -> list[dict[str, Any]]:
     """Seeds in rounds; after each, drop the clearly worse on validation (module doc)."""
-    from raysearch.tuning.racing import race_round
+    from raysearch.reporting.racing import race_round
 
     alive = [c.trial.trial_id for c in chosen if c.races]
     labels = {c.trial.trial_id: c.label for c in chosen}

@@ -125,7 +125,7 @@ class ConfirmConfig:
     scored on the validation split (which chooses) and the test split with ``attacks`` (which
     measures; ``examples``: the first N test examples; None: all). ``top: 0`` turns it off.
     ``racing``: seeds are added in rounds and a candidate clearly worse than the leader on
-    validation is dropped (:mod:`raysearch.tuning.racing`); False: every candidate gets every
+    validation is dropped (:mod:`raysearch.reporting.racing`); False: every candidate gets every
     seed. ``defaults``: confirm every finished paper default too (0.2's design). ``margin``:
     how close "as robust as" means."""
 
