@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from trainables.registry import ConfigError
@@ -115,54 +115,69 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.command == "train":
-        from raysearch.commands.train import train
+def _train(args: argparse.Namespace) -> int:
+    from raysearch.commands.train import train
 
-        result = train(args.experiment, args.overrides, out_dir=args.out, progress=True)
-        summary = result.summary
+    result = train(args.experiment, args.overrides, out_dir=args.out, progress=True)
+    summary = result.summary
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"clean_acc={summary['clean_acc']:.4f} robust_acc={summary['robust_acc']:.4f} "
+              f"backprops={summary['backprops']} train_seconds={summary['train_seconds']:.1f} "
+              f"objective={summary['objective']:.4f}\nresults in {result.out_dir}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from raysearch.commands.search import search
+
+    found = search(args.experiment, args.overrides, samples=args.samples, gpus_per_trial=args.gpus_per_trial,
+                   cpus_per_trial=args.cpus_per_trial, address=args.address, storage=args.storage,
+                   name=args.name, resume=args.resume, time_attr=args.time_attr)
+    return INTERRUPTED if found.interrupted else 0
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    from raysearch.commands.confirm import confirm
+
+    confirmed = confirm(args.run_dir, top=args.top, seeds=args.seeds, attacks=args.attacks)
+    return INTERRUPTED if confirmed.interrupted else 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.smoke:
+        from raysearch.commands.smoke import smoke
+
+        figures = smoke()
         if args.json:
-            print(json.dumps(summary))
-        else:
-            print(f"clean_acc={summary['clean_acc']:.4f} robust_acc={summary['robust_acc']:.4f} "
-                  f"backprops={summary['backprops']} train_seconds={summary['train_seconds']:.1f} "
-                  f"objective={summary['objective']:.4f}\nresults in {result.out_dir}")
+            print(json.dumps(figures, default=str), flush=True)
         return 0
-    if args.command == "search":
-        from raysearch.commands.search import search
+    from raysearch.commands.bench import bench
 
-        found = search(args.experiment, args.overrides, samples=args.samples, gpus_per_trial=args.gpus_per_trial,
-                       cpus_per_trial=args.cpus_per_trial, address=args.address, storage=args.storage,
-                       name=args.name, resume=args.resume, time_attr=args.time_attr)
-        return INTERRUPTED if found.interrupted else 0
-    if args.command == "confirm":
-        from raysearch.commands.confirm import confirm
+    bench(json_output=args.json, quick=args.quick, search=args.search, seeds=range(args.seeds))
+    return 0
 
-        confirmed = confirm(args.run_dir, top=args.top, seeds=args.seeds, attacks=args.attacks)
-        return INTERRUPTED if confirmed.interrupted else 0
-    if args.command == "bench":
-        if args.smoke:
-            from raysearch.commands.smoke import smoke
 
-            figures = smoke()
-            if args.json:
-                print(json.dumps(figures, default=str), flush=True)
-            return 0
-        from raysearch.commands.bench import bench
+def _report(args: argparse.Namespace) -> int:
+    from raysearch.commands.report import report
 
-        bench(json_output=args.json, quick=args.quick, search=args.search, seeds=range(args.seeds))
-        return 0
-    if args.command == "report":
-        from raysearch.commands.report import report
+    report(args.run_dir)
+    return 0
 
-        report(args.run_dir)
-        return 0
-    if args.command == "evaluate":
-        from raysearch.commands.evaluate import evaluate
 
-        evaluate(args.target, top=args.top, attacks=args.attacks, examples=args.examples, device=args.device)
-        return 0
-    raise AssertionError(args.command)
+def _evaluate(args: argparse.Namespace) -> int:
+    from raysearch.commands.evaluate import evaluate
+
+    evaluate(args.target, top=args.top, attacks=args.attacks, examples=args.examples, device=args.device)
+    return 0
+
+
+# name -> what runs it (each imports its command on first use, so a mistyped one answers at once)
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": _train, "search": _search, "confirm": _confirm, "bench": _bench, "report": _report,
+    "evaluate": _evaluate,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        return COMMANDS[args.command](args)
     except ConfigError as err:
         print(f"raysearch {args.command}: error: {err}", file=sys.stderr)
         return 2

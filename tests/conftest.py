@@ -25,6 +25,18 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def shared_ray() -> Iterator[None]:
+    """One Ray for every search and confirmation of a module: raysearch's own session (its
+    runtime env, this machine's CPUs), which each of them would otherwise start and stop
+    again, seconds apiece. It is shut down after the module, so tests elsewhere that check
+    that nothing started Ray, or that start a Ray of their own, see none."""
+    from raysearch.tuning.resources import ray_session
+
+    with ray_session():
+        yield
+
+
 @pytest.fixture(scope="session")
 def digits() -> Any:
     """The digits dataset (loaded once per session; tests only read it)."""

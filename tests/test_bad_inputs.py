@@ -63,6 +63,25 @@ CASES = [
     (["search", "--resume", "{missing}"], "raysearch search: error:", "is not a raysearch run directory"),
     (["search", "--resume", "{empty}"], "raysearch search: error:", "no experiment.yaml"),
     (["search", "--resume", "{run_bad_experiment}"], "raysearch search: error:", "is not readable YAML"),
+    # a numeric setting written as an expression that is not a number or a fraction
+    (["train", "--set", "epsilon=8/0"], "raysearch train: error:", "epsilon='8/0': must be a number or a fraction"),
+    (["train", "--set", "epsilon=8/abc"], "raysearch train: error:", "epsilon='8/abc': must be a number or a fraction"),
+    (["train", "--set", "alpha=2**x"], "raysearch train: error:", "alpha='2**x': must be a number or a fraction"),
+    (["train", "--set", "k=3/0"], "raysearch train: error:", "k='3/0': must be a whole number"),
+    (["train", "--set", "schedule=amata", "--set", "amata.eta=1/0"], "raysearch train: error:", "amata.eta='1/0'"),
+    (["search", "--set", "epsilon=8/0"], "raysearch search: error:", "epsilon='8/0': must be a number or a fraction"),
+    (["search", "--set", "alpha=2**x"], "raysearch search: error:", "alpha='2**x': must be a number or a fraction"),
+    (["search", "--set", "search.gpus_per_trial=8/0"], "raysearch search: error:",
+     "search.gpus_per_trial='8/0': must be a number"),
+    # a device this machine (a CPU-only test box) does not have, or no device at all
+    (["train", "--set", "device=tpu"], "raysearch train: error:", "device='tpu': must be auto, cpu, cuda, cuda:N or mps"),
+    (["search", "--set", "device=tpu"], "raysearch search: error:", "device='tpu': must be auto, cpu, cuda, cuda:N"),
+    # more values that once ended in a traceback from torch
+    (["train", "--set", "momentum=-1"], "raysearch train: error:", "momentum=-1.0: must be >= 0"),
+    (["train", "--set", "seed=1e30"], "raysearch train: error:", "must be a whole number in [-2**63, 2**64)"),
+    (["train", "--set", "eval.examples=-5"], "raysearch train: error:", "eval.examples=-5: must be >= 1"),
+    (["train", "--set", "schedule=amata", "--set", "amata.shape=wobbly"], "raysearch train: error:",
+     "amata.shape='wobbly': choose one of linear, exp, cosine, step"),
     (["evaluate", "{missing}"], "raysearch evaluate: error:", "no such run directory or checkpoint"),
     (["evaluate", "{empty}"], "raysearch evaluate: error:", "holds no best.pt or state.pt"),
     (["evaluate", "{random_pt}"], "raysearch evaluate: error:", "has no training config beside it"),
@@ -91,8 +110,59 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], prefix: str, expected
     assert _exit_code([arg.format(**files) for arg in args]) == 2
     line = _one_line(capsys)
     assert line.startswith(prefix) and expected in line, line
+    assert "Traceback" not in line
     assert not ray.is_initialized()
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()  # nothing was started
+
+
+def _no_cuda(monkeypatch: pytest.MonkeyPatch, gpus: int = 0) -> None:
+    """This machine as torch sees it: ``gpus`` CUDA GPUs (0: a CPU-only box)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+
+
+DEVICE_CASES = [
+    (0, ["train", "--set", "device=cuda"], "device='cuda': this machine has no CUDA GPU; use auto or cpu"),
+    (0, ["train", "--set", "device=cuda:3"], "device='cuda:3': this machine has no CUDA GPU"),
+    (2, ["train", "--set", "device=cuda:3"], "device='cuda:3': this machine has 2 CUDA GPUs (cuda:0 ... cuda:1)"),
+    (0, ["search", "--set", "device=cuda"], "device='cuda': the trials get no GPU"),
+    (0, ["search", "--set", "device=cuda:3", "--gpus-per-trial", "1"], "device='cuda:3': the trials get no GPU"),
+    (1, ["search", "--set", "device=cuda:1", "--gpus-per-trial", "0.5"],
+     "device='cuda:1': each trial sees only the 1 GPU(s) Ray gives it"),
+    (0, ["search", "--set", "device=mps"], "device='mps': a search's trials train on the CUDA GPUs Ray gives them"),
+    (0, ["evaluate", "{empty}", "--device", "cuda:1"], "device='cuda:1': this machine has no CUDA GPU"),
+]
+
+
+@pytest.mark.parametrize(("gpus", "args", "expected"), DEVICE_CASES, ids=[" ".join(c[1]) for c in DEVICE_CASES])
+def test_a_device_this_machine_does_not_have_is_one_line_and_exit_2(
+        gpus: int, args: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    _no_cuda(monkeypatch, gpus)
+    files = _files(tmp_path)
+    assert _exit_code([arg.format(**files) for arg in args]) == 2
+    line = _one_line(capsys)
+    assert line.startswith(f"raysearch {args[0]}: error: ") and expected in line, line
+    assert "Traceback" not in line
+    assert not ray.is_initialized()
+    assert not any((tmp_path / "runs").glob("*"))  # resources are checked once storage is: no run directory
+
+
+def test_mps_on_a_machine_without_it_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert _exit_code(["train", "--set", "device=mps"]) == 2
+    assert _one_line(capsys) == ("raysearch train: error: device='mps': this machine has no MPS device "
+                                 "(Apple silicon GPU); use auto or cpu")
+    assert not (tmp_path / "runs").exists()
 
 
 def _exit_code(args: list[str]) -> int:

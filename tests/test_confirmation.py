@@ -16,7 +16,7 @@ import pytest
 
 from raysearch.reporting.stats import mean_ci, t_quantile
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_ray")]  # one Ray for its five stages
 
 ARGS = ["epochs=2", "max_batches=4", "eval.examples=60", "search.space=baselines", "search.scheduler=none",
         "search.time_attr=backprops", "search.reuse=false", "search.reference=true", "search.confirm.top=2",

@@ -1,5 +1,10 @@
 """The house rules the layout keeps: no import cycle among the project's modules, arrows only
-downward between the packages and the rooms of ``raysearch``, and nothing heavy at import."""
+downward between the packages and the rooms of ``raysearch`` (the map in ``tests/rooms.py``,
+drawn in the README), and nothing heavy at import.
+
+Every import counts: module level, inside functions, and inside ``if TYPE_CHECKING:`` blocks
+(a type-only import is still an arrow between two rooms, and a circle of them is a tangle a
+reader has to hold in their head even when Python never executes it)."""
 
 from __future__ import annotations
 
@@ -8,62 +13,49 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import rooms
+from rooms import ROOMS
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("trainables", "search_spaces", "raysearch")
-# what each part may import (its own modules always): the arrows of the README's map
-ALLOWED = {
-    "trainables": {"trainables"},
-    "search_spaces": {"search_spaces", "trainables"},
-    "raysearch._version": set(),
-    "raysearch.rundir": {"raysearch.rundir", "raysearch._version", "search_spaces", "trainables"},
-    "raysearch.tuning": {"raysearch.tuning", "raysearch.rundir", "raysearch._version", "search_spaces", "trainables"},
-    "raysearch.reporting": {"raysearch.reporting", "raysearch.rundir", "raysearch._version", "search_spaces",
-                            "trainables"},
-    "raysearch.commands": {"raysearch.commands", "raysearch.tuning", "raysearch.reporting", "raysearch.rundir",
-                           "raysearch._version", "search_spaces", "trainables"},
-    "raysearch.cli": {"raysearch.commands", "raysearch.rundir", "trainables"},
-    "raysearch.__main__": {"raysearch.cli"},
-    "raysearch": {"raysearch._version", "raysearch.commands"},
-}
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Every project module ``path`` imports, at module level or inside functions (a lazy
-    import is still a dependency); ``if TYPE_CHECKING:`` blocks are types only."""
-    tree = ast.parse(path.read_text())
+def _imports(source: str, module: str, is_package: bool = False) -> set[str]:
+    """Every name ``module`` imports anywhere in its source: at module level, inside functions
+    and classes, and inside ``if TYPE_CHECKING:`` blocks (``ast.walk`` visits them all).
+    Relative imports are resolved against ``module``."""
     found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.orelse:
-                visit(child)
-            return
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(tree)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                origin = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                origin = node.module or ""
+            found.add(origin)
+            found.update(f"{origin}.{alias.name}" for alias in node.names)
     return {name for name in found if name.split(".")[0] in PACKAGES}
 
 
-def _graph() -> dict[str, set[str]]:
-    modules = {_module_name(p): p for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+def _graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Module → the project modules it imports ("pkg.mod.func" counts as "pkg.mod")."""
+    paths = {_module_name(p, root): p for package in PACKAGES for p in (root / package).rglob("*.py")}
     graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
+    for name, path in paths.items():
         targets = set()
-        for imported in _imports(path):
-            while imported and imported not in modules:  # "pkg.mod.func" -> "pkg.mod"
+        for imported in _imports(path.read_text(), name, path.name == "__init__.py"):
+            while imported and imported not in paths:
                 imported = imported.rpartition(".")[0]
             if imported and imported != name:
                 targets.add(imported)
@@ -71,44 +63,128 @@ def _graph() -> dict[str, set[str]]:
     return graph
 
 
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles: for every module in a strongly connected component (Tarjan's
+    algorithm) the shortest circle through it, as a path ``[a, b, ..., a]`` that starts at its
+    alphabetically first module; each circle once."""
+    edges = {node: sorted(t for t in targets if t in graph) for node, targets in graph.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in edges[node]:
+            if nxt not in index:
+                connect(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            connect(node)
+
+    cycles: list[list[str]] = []
+    for component in sorted(components):
+        members = set(component)
+        for start in component:  # the shortest way back to each member names every circle in it
+            came_from: dict[str, str] = {}
+            frontier = [start]
+            while start not in came_from:  # breadth first
+                reached = []
+                for node in frontier:
+                    for nxt in edges[node]:
+                        if nxt in members and nxt not in came_from:
+                            came_from[nxt] = node
+                            reached.append(nxt)
+                frontier = reached
+            path = [start]  # walked backwards: start, the module importing start, ...
+            while came_from[path[-1]] != start:
+                path.append(came_from[path[-1]])
+            path.reverse()
+            first = path.index(min(path))
+            cycle = [*path[first:], *path[:first]]
+            if [*cycle, cycle[0]] not in cycles:
+                cycles.append([*cycle, cycle[0]])
+    return cycles
+
+
 def _part(module: str) -> str:
-    for part in sorted(ALLOWED, key=len, reverse=True):
+    for part in sorted(ROOMS, key=len, reverse=True):
         if module == part or module.startswith(part + "."):
             return part
     raise AssertionError(f"{module} belongs to no part of the map")
 
 
+# Today's circle (issue 25): the report imports the result types from the commands under
+# TYPE_CHECKING. Its fix moves them below reporting (rundir/outcomes.py) on another branch;
+# until that lands the two tests below are expected to fail (strictly: they must fail), and
+# once it lands the condition is false and they run as plain tests. Delete this marker then.
+_TODAYS_CIRCLE = pytest.mark.xfail(
+    "raysearch.commands.confirm" in _graph().get("raysearch.reporting.text", ()), strict=True,
+    reason="issue 25: raysearch.commands.confirm -> raysearch.reporting.text -> raysearch.commands.confirm "
+           "(and the same through commands.search), removed by moving the result types to rundir/outcomes.py")
+
+
+@_TODAYS_CIRCLE
 def test_no_import_cycle_among_the_projects_modules() -> None:
-    graph = _graph()
-    state: dict[str, int] = {}
-    cycles: list[list[str]] = []
-
-    def walk(node: str, stack: list[str]) -> None:
-        state[node] = 1
-        for nxt in sorted(graph.get(node, ())):
-            # a package's __init__ re-exporting its own modules is not a cycle between modules
-            if nxt.startswith(node + ".") or node.startswith(nxt + ".") and graph.get(nxt) and node in graph[nxt]:
-                continue
-            if state.get(nxt) == 1:
-                cycles.append([*stack[stack.index(nxt):], nxt])
-            elif nxt not in state:
-                walk(nxt, [*stack, nxt])
-        state[node] = 2
-
-    for node in sorted(graph):
-        if node not in state:
-            walk(node, [node])
+    cycles = _cycles(_graph())
     assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
+@_TODAYS_CIRCLE
 def test_imports_point_only_down_the_map() -> None:
     wrong = []
     for module, targets in _graph().items():
-        allowed = ALLOWED[_part(module)]
+        allowed = rooms.allowed(_part(module))
         for target in targets:
             if not any(target == a or target.startswith(a + ".") for a in allowed):
                 wrong.append(f"{module} -> {target}")
-    assert wrong == []
+    assert sorted(wrong) == []
+
+
+def test_the_graph_sees_type_checking_and_function_level_imports(tmp_path: Path) -> None:
+    (tmp_path / "raysearch").mkdir()
+    (tmp_path / "raysearch" / "__init__.py").write_text("")
+    (tmp_path / "raysearch" / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from raysearch.b import B\n")
+    (tmp_path / "raysearch" / "b.py").write_text("def f():\n    from raysearch import c\n")
+    (tmp_path / "raysearch" / "c.py").write_text("class C:\n    def g(self):\n        from . import a\n")
+    graph = _graph(tmp_path)
+    assert graph["raysearch.a"] == {"raysearch.b"}
+    assert graph["raysearch.b"] == {"raysearch.c", "raysearch"}
+    assert graph["raysearch.c"] == {"raysearch.a", "raysearch"}
+    assert _cycles(graph) == [["raysearch.a", "raysearch.b", "raysearch.c", "raysearch.a"]]
+
+
+def test_the_readmes_map_of_rooms_is_the_one_the_code_draws() -> None:
+    assert rooms.readme_table(rooms.README.read_text()) == rooms.table(), \
+        "README.md's map of rooms has drifted from the code: run python tests/rooms.py"
+
+
+def test_every_module_lives_in_a_room_of_the_map() -> None:
+    homeless = []
+    for module in _graph():
+        try:
+            _part(module)
+        except AssertionError:
+            homeless.append(module)
+    assert homeless == []
 
 
 def test_importing_raysearch_and_its_cli_starts_nothing_heavy() -> None:

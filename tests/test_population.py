@@ -82,6 +82,7 @@ def test_the_exploit_criterion_weighs_robustness_against_the_compute_so_far() ->
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 @pytest.mark.parametrize(("algorithm", "members", "epochs"), [("pbt", 3, 3), ("pb2", 2, 2)])
 def test_a_cpu_population_on_digits_ends_with_a_replayable_best_yaml(algorithm: str, members: int, epochs: int,
                                                                      tmp_path: Path) -> None:

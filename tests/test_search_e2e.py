@@ -26,20 +26,13 @@ OVERRIDES = [f"epochs={EPOCHS}", "eval.examples=200", "search.space=baselines", 
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory):
-    import ray
-
+def run(tmp_path_factory: pytest.TempPathFactory, shared_ray: None):
     from raysearch.commands.search import search
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        # baselines on the backprops axis with rungs every doubling from a quarter of PGD-10's
-        # epoch (grace 0.25, rf 2): even FGSM-RS (2 backprops per batch) meets two rungs.
-        result = search("demo", OVERRIDES, samples=SAMPLES, storage=str(tmp_path_factory.mktemp("runs")), name="e2e",
-                        progress=False)
-    finally:
-        ray.shutdown()
-    return result
+    # baselines on the backprops axis with rungs every doubling from a quarter of PGD-10's
+    # epoch (grace 0.25, rf 2): even FGSM-RS (2 backprops per batch) meets two rungs.
+    return search("demo", OVERRIDES, samples=SAMPLES, storage=str(tmp_path_factory.mktemp("runs")), name="e2e",
+                  progress=False)
 
 
 def test_every_trial_reported_the_contract_metrics(run) -> None:
@@ -104,18 +97,12 @@ def test_tensorboard_has_one_run_per_trial_with_scalars_and_hparams(run) -> None
     assert set(SCALARS.values()) >= {"accuracy/robust", "objective/objective"}
 
 
-def test_a_second_search_reuses_the_finished_default_and_does_not_pay_for_it(run) -> None:
-    import ray
-
+def test_a_second_search_reuses_the_finished_default_and_does_not_pay_for_it(run, shared_ray: None) -> None:
     from raysearch.commands.search import search
 
     storage = str(Path(run.run_dir).parent)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        again = search("demo", [*OVERRIDES, "search.seed=1"], samples=2, storage=storage, name="again",
-                       progress=False)
-    finally:
-        ray.shutdown()
+    again = search("demo", [*OVERRIDES, "search.seed=1"], samples=2, storage=storage, name="again",
+                   progress=False)
     (default,) = run.warm_start
     assert again.summary["reused"] == [{"label": "PGD-10", "from": default.path}]
     (reused,) = [t for t in again.trials if t.stage == "reused"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from trainables.attacks import INITS
+from trainables.devices import check_device_name
 from trainables.methods import LOSSES, METHODS, LossSpec, MethodSetup, MethodSpec
 from trainables.registry import ConfigError, did_you_mean
 from trainables.schedules import SCHEDULES, ScheduleSetup, ScheduleSpec
@@ -182,12 +184,16 @@ class TrainConfig:
         _choice("init", self.init, INIT_CHOICES)
         _choice("attack_bn", self.attack_bn, BN_CHOICES)
         _choice("optimizer", self.optimizer, ("sgd", "adam"))
+        # torch.manual_seed takes a signed or unsigned 64-bit seed; a larger one overflows in torch
+        _check(-2**63 <= self.seed < 2**64, "seed", self.seed, "must be a whole number in [-2**63, 2**64)")
         _check(self.lr > 0, "lr", self.lr, "must be > 0")
+        _check(self.momentum >= 0, "momentum", self.momentum, "must be >= 0")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         _choice("lr_schedule", self.lr_schedule, ("constant", "cosine", "cyclic", "multistep"))
         _check(self.max_batches >= 0, "max_batches", self.max_batches, "must be >= 0 (0: whole epoch)")
         _check(self.threads >= 0, "threads", self.threads, "must be >= 0 (0: torch's default)")
         _check(self.synthetic_size >= 1, "synthetic_size", self.synthetic_size, "must be >= 1")
+        check_device_name(self.device)
         _choice("precision", self.precision, PRECISIONS)
         _choice("checkpoint", self.checkpoint, CHECKPOINT_RULES)
         _choice("objective", self.objective, OBJECTIVES)
@@ -305,10 +311,13 @@ def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def parse_number(text: str) -> float:
-    """``"8/255"`` -> 0.0313..., ``"0.1"`` -> 0.1. Raises ValueError."""
+    """``"8/255"`` -> 0.0313..., ``"0.1"`` -> 0.1. Raises ValueError for anything else, a
+    zero denominator included (``"8/0"``): no expression is evaluated."""
     text = str(text).strip()
     if "/" in text:
         num, den = text.split("/", 1)
+        if float(den) == 0:
+            raise ValueError(f"{text!r} divides by zero")
         return float(num) / float(den)
     return float(text)
 
@@ -345,6 +354,8 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
     if annotation is int:
         if isinstance(value, bool):
             raise ConfigError(key, value, "must be a whole number")
+        if isinstance(value, int) or isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            return int(value)  # exactly, however long (a float would round a 20-digit seed)
         try:
             number = parse_number(value) if isinstance(value, str) else float(value)
         except (TypeError, ValueError):

@@ -21,6 +21,7 @@ from torch import nn
 from trainables.compiled import forward_model
 from trainables.config import TrainConfig
 from trainables.data import Augment, Batch, Dataset, load_config_dataset, make_loader
+from trainables.devices import resolve_device
 from trainables.methods import Method, StepContext, build_loss, build_method
 from trainables.models import build_model
 from trainables.schedules import Schedule, build_schedule
@@ -51,12 +52,6 @@ class RunParts:
     forward: nn.Module
     ctx: StepContext
     reduce_sums: Callable[[torch.Tensor], torch.Tensor] = _identity
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:

@@ -174,23 +174,20 @@ def measure_fidelity(recipes: int, confirm_seeds: int, seed: int, storage: str, 
 def compare_searches(seeds: Sequence[int] = (0, 1, 2), confirm_seeds: int = 3, quick: bool = False,
                      fidelity_recipes: int = 0, variants: Sequence[str] = DEFAULT_VARIANTS) -> dict[str, Any]:
     """The comparison of the module docstring; ``quick``: tiny searches (smoke tests)."""
-    import ray
+    from raysearch.tuning.resources import ray_session
 
     extra = QUICK if quick else []
-    started = not ray.is_initialized()
     rows: list[SearchRow] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="raysearch-bench-") as tmp:
-            for seed in seeds:
-                for variant in variants:
-                    _log(f"{variant} search, seed {seed}")
-                    rows.append(run_variant(variant, seed, str(Path(tmp, f"{variant}-{seed}")), extra,
-                                            2 if quick else confirm_seeds))
-            fidelity = measure_fidelity(3 if quick else fidelity_recipes, confirm_seeds, seeds[0],
-                                        str(Path(tmp, "fidelity")), extra) if fidelity_recipes else None
-    finally:
-        if started:
-            ray.shutdown()
+    # one Ray session for every search and confirmation of the comparison (each would otherwise
+    # start and stop its own, seconds apiece): a row's seconds are its search's, not Ray's start
+    with ray_session(), tempfile.TemporaryDirectory(prefix="raysearch-bench-") as tmp:
+        for seed in seeds:
+            for variant in variants:
+                _log(f"{variant} search, seed {seed}")
+                rows.append(run_variant(variant, seed, str(Path(tmp, f"{variant}-{seed}")), extra,
+                                        2 if quick else confirm_seeds))
+        fidelity = measure_fidelity(3 if quick else fidelity_recipes, confirm_seeds, seeds[0],
+                                    str(Path(tmp, "fidelity")), extra) if fidelity_recipes else None
     from raysearch.rundir.experiment import load_experiment
 
     attacks = load_experiment("demo", list(extra)).search.confirm.attacks

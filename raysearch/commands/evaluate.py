@@ -404,21 +404,15 @@ def evaluate(target: str | os.PathLike[str], top: int = 3, attacks: str | Iterab
     Writes ``evaluation.csv`` and ``evaluation.md`` into the run directory (or beside the
     checkpoint). Raises :class:`ConfigError` on a bad target, attack name or count.
     """
-    import torch
 
-    from trainables.parts import resolve_device
+    from trainables.devices import resolve_device
 
     parsed = parse_attacks(attacks)
     if top < 1:
         raise ConfigError("top", top, "must be >= 1")
     if examples is not None and examples < 1:
         raise ConfigError("examples", examples, "must be >= 1 (or omitted: the whole test split)")
-    try:
-        dev = torch.device(device) if device is not None else resolve_device("auto")
-    except RuntimeError:
-        raise ConfigError("device", device, "must be a torch device such as cpu, cuda or cuda:1") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", device, "CUDA is not available on this machine; use cpu")
+    dev = resolve_device(device or "auto")
     models, out_dir = resolve_target(target, top)
 
     def log(line: str) -> None:

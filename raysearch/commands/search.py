@@ -220,7 +220,12 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
 
     import search_spaces
     from raysearch.tuning.budget import Budget, CostModel, branch_configs, max_k
-    from raysearch.tuning.resources import concurrent_slots, local_resources, trial_resources
+    from raysearch.tuning.resources import (
+        check_trial_device,
+        concurrent_slots,
+        local_resources,
+        trial_resources,
+    )
     from trainables.data import train_subset
 
     start = time.monotonic()
@@ -285,6 +290,7 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
     available, request = local_resources(), {"cpu": float(s.cpus_per_trial)}
     if not joined:
         request = trial_resources(s.cpus_per_trial, s.gpus_per_trial, available)
+        check_trial_device(cfg.device, request)
         _check_gpu_share(exp, configs, data, request.get("gpu", 0.0))
     points = search_spaces.warm_starts(s.space, cfg.epsilon) if s.warm_start and not s.population_based else []
     reused: list[Prior] = []
@@ -318,13 +324,19 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
 def _init_ray(plan: SearchPlan) -> None:
     import ray
 
-    from raysearch.tuning.resources import concurrent_slots, init_ray, trial_resources
+    from raysearch.tuning.resources import (
+        check_trial_device,
+        concurrent_slots,
+        init_ray,
+        trial_resources,
+    )
 
     init_ray(plan.address, plan.available)
     if plan.joined:
         plan.available = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
         s = plan.experiment.search
         plan.request = trial_resources(s.cpus_per_trial, s.gpus_per_trial, plan.available)
+        check_trial_device(plan.experiment.train_config.device, plan.request)
         plan.concurrency = concurrent_slots(plan.request, plan.available, s.max_concurrent)
 
 

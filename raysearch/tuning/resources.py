@@ -115,6 +115,26 @@ def trial_resources(cpus_per_trial: float, gpus_per_trial: float | None,
     return request
 
 
+def check_trial_device(device: str, request: Mapping[str, float]) -> None:
+    """A search's trials train on the CUDA GPUs Ray gives each of them (numbered from
+    ``cuda:0`` inside the trial) or, with none, on CPUs: a ``device`` naming a GPU the
+    trials will not get is bad input, before any trial starts (not a crash in every trial,
+    nor a silent CPU run)."""
+    if device in ("auto", "cpu"):
+        return
+    gpus = request.get("gpu", 0.0)
+    if device == "mps":
+        raise ConfigError("device", device, "a search's trials train on the CUDA GPUs Ray gives them or on "
+                                            "CPUs; use auto, cpu or cuda (mps is for raysearch train)")
+    index = int(device.partition(":")[2] or 0)
+    if gpus == 0:
+        raise ConfigError("device", device, "the trials get no GPU (none on this machine or cluster, or "
+                                            "gpus_per_trial is 0); use auto or cpu")
+    if index >= math.ceil(gpus):
+        raise ConfigError("device", device, f"each trial sees only the {math.ceil(gpus)} GPU(s) Ray gives it, "
+                                            "numbered from cuda:0; use auto or cuda")
+
+
 def concurrent_slots(request: Mapping[str, float], available: Mapping[str, float],
                      max_concurrent: int | None = None) -> int:
     """How many trials with ``request`` fit at once (the denominator of search overhead)."""
