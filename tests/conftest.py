@@ -12,7 +12,8 @@ import pytest
 import torch
 
 SEARCH_ARGS = ["epochs=2", "eval.examples=100", "search.space=baselines", "search.max_concurrent=2",
-               "search.time_attr=backprops", "search.confirm.top=0"]
+               "search.time_attr=backprops", "search.confirm.top=0",
+               "search.reference=true"]  # PGD-10 among the warm starts: the report compares against it
 SAMPLES = 3
 
 

@@ -85,7 +85,7 @@ def test_ctrl_c_says_interrupted_prints_the_resume_line_and_resume_completes_eve
 
 def test_a_trial_that_fails_twice_stays_failed_through_resumes(tmp_path: Path) -> None:
     storage = tmp_path / "runs"
-    first = _search(storage, "flaky", 3, ["trainable=faulty:fails_on_pgd10"])
+    first = _search(storage, "flaky", 3, ["trainable=faulty:fails_on_pgd10", "search.reference=true"])
     assert first.returncode == 0, first.stderr
     run_dir = storage / "flaky"
     from raysearch.rundir.results import load_run

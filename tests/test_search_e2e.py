@@ -22,7 +22,7 @@ SAMPLES = 7
 EPOCHS = 4
 OVERRIDES = [f"epochs={EPOCHS}", "eval.examples=200", "search.space=baselines", "search.time_attr=backprops",
              "search.grace_period=0.25", "search.reduction_factor=2", "search.max_concurrent=2",
-             "search.confirm.top=0"]
+             "search.confirm.top=0", "search.reference=true"]  # PGD-10 warm-started: the reuse test reuses it
 
 
 @pytest.fixture(scope="module")
