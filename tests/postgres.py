@@ -10,6 +10,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 PASSWORD = "s3cret-Pw"
@@ -35,11 +36,12 @@ def _free_port() -> int:
 
 
 class Server:
-    """One PostgreSQL cluster: ``start()``, ``url(db)``, ``restart()``, ``stop()``."""
+    """One PostgreSQL cluster: ``start()``, ``url(db)``, ``restart()``, ``stop()``, ``remove()``.
+    Its folder is a fresh one under the system's temporary directory: pytest's own (mode 0700, the root user's) is closed to the ``postgres`` user."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, _free_port()
-        self.data, self.log = folder / "data", folder / "server.log"
+    def __init__(self) -> None:
+        self.folder, self.port = Path(tempfile.mkdtemp(prefix="raysearch-pg-")), _free_port()
+        self.data, self.log = self.folder / "data", self.folder / "server.log"
         self._as: list[str] = []
         if os.geteuid() == 0:
             pwd.getpwnam("postgres")  # the image's PostgreSQL user
@@ -72,6 +74,12 @@ class Server:
 
     def stop(self) -> None:
         self._ctl("stop", "-w", "-m", "immediate")
+
+    def remove(self) -> None:
+        """Stop the server if it runs, and delete its folder."""
+        subprocess.run([*self._as, _bin("pg_ctl") or "pg_ctl", "-D", str(self.data), "stop", "-w", "-m", "immediate"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def createdb(self, name: str) -> str:
         self._run(_bin("createdb") or "createdb", "-h", str(self.folder), "-p", str(self.port), "-U", USER, name)

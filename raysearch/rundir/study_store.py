@@ -97,7 +97,8 @@ def recall(url: str) -> str:
         return env
     from sqlalchemy.engine import make_url
 
-    return make_url(url).set(password=None).render_as_string(hide_password=False)
+    # URL.set(password=None) means "unchanged": a namedtuple's _replace drops it
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
 
 
 def _retryable(err: BaseException) -> bool:
@@ -130,6 +131,18 @@ class TeamStorage(RDBStorage):
 
     retry_seconds = RETRY_SECONDS
 
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        import sqlalchemy.exc
+
+        for attempt in range(3):  # two processes creating a fresh database's tables at once: one loses
+            try:
+                super().__init__(url, **kwargs)
+                return
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
+
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
         state["url"] = redact(state["url"])
@@ -139,8 +152,13 @@ class TeamStorage(RDBStorage):
         super().__setstate__({**state, "url": recall(state["url"])})
 
 
-for _name, _value in list(vars(BaseStorage).items()):
-    if callable(_value) and not _name.startswith("_") and hasattr(RDBStorage, _name):
+# Optuna's studies reach an RDB storage through _CachedStorage, which also calls these private
+# methods of it; every one that touches the database retries.
+_CACHED_STORAGE_CALLS = ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials",
+                         "_set_trial_param")
+for _name in sorted({*(n for n in dir(BaseStorage) if not n.startswith("_")), *_CACHED_STORAGE_CALLS,
+                     "get_heartbeat_interval", "record_heartbeat"}):
+    if callable(getattr(RDBStorage, _name, None)):
         setattr(TeamStorage, _name, _retrying(getattr(RDBStorage, _name)))
 
 

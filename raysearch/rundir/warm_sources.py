@@ -9,7 +9,7 @@ learned into the new one:
   finished trial is *told* to the new study with its value (``enqueue_trial`` + ``ask`` +
   ``tell``, as reused paper defaults are), so TPE models it and no budget is spent on it;
 * **related problem** (another model, epochs, ε, data size): its best ``warm_start_best``
-  finished trials are *enqueued* (``study.enqueue_trial``), so they are the first suggestions
+  finished trials that fit this search's space are *enqueued* (``study.enqueue_trial``), so they are the first suggestions
   after the paper defaults and go through ASHA's fidelity levels like any other trial.
 
 A recipe that does not fit this search's space (a parameter out of its range, a method it does
@@ -99,7 +99,8 @@ def _feasible(trial: Any) -> bool:
 
 
 def _best(study: Any, complete: list[Any], n: int) -> list[Any]:
-    """The best ``n`` finished trials: feasible first, by value (multi-objective: the Pareto front)."""
+    """The best ``n`` finished trials: feasible first, by value (multi-objective: the Pareto
+    front first, by trial number)."""
     if len(study.directions) > 1:
         front = {t.number for t in study.best_trials}
         return sorted(complete, key=lambda t: (t.number not in front, t.number))[:n]
@@ -123,14 +124,15 @@ def read_source(entry: str, problem: str, study_url: str | None, best: int, dire
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.params and all(v is not None for v in (t.values or [None]))]
     source = Source(entry, name, redact(url), identical)
-    chosen = complete if identical else _best(study, complete, best)
-    for trial in chosen:
+    for trial in complete if identical else _best(study, complete, len(complete)):
+        if not identical and len(source.enqueued) >= best:
+            break
         if not fits_space(space, dict(trial.params)):
             source.skipped += 1
             continue
-        attrs = {"warm_start_from": entry, "source_trial": trial.number,
-                 **{k: trial.user_attrs[k] for k in KEPT_ATTRS if k in trial.user_attrs}}
         if identical:
+            attrs = {"warm_start_from": entry, "source_trial": trial.number,
+                     **{k: trial.user_attrs[k] for k in KEPT_ATTRS if k in trial.user_attrs}}
             source.told.append((dict(trial.params), _value(trial, multi), attrs))
         else:
             source.enqueued.append((dict(trial.params), {"warm_start_from": entry, "source_trial": trial.number}))
