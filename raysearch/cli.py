@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="join a running Ray cluster (e.g. auto)")
     p.add_argument("--storage", help="parent directory or cloud URI of the run directory (default runs)")
     p.add_argument("--name", help="run name (default <experiment>-<time>)")
+    p.add_argument("--study-storage", metavar="URL",
+                   help="the Optuna study's storage: postgresql://..., mysql://..., sqlite:///..., journal:<file> "
+                        "(default: optuna.db in the run directory); with --resume, gives the password again")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     p.add_argument("--time-attr", choices=["fidelity", "backprops", "epoch"], help="ASHA's time axis")
 
@@ -134,7 +137,7 @@ def _search(args: argparse.Namespace) -> int:
 
     found = search(args.experiment, args.overrides, samples=args.samples, gpus_per_trial=args.gpus_per_trial,
                    cpus_per_trial=args.cpus_per_trial, address=args.address, storage=args.storage,
-                   name=args.name, resume=args.resume, time_attr=args.time_attr)
+                   name=args.name, resume=args.resume, time_attr=args.time_attr, study_storage=args.study_storage)
     return INTERRUPTED if found.interrupted else 0
 
 

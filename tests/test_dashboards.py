@@ -98,7 +98,7 @@ def test_one_session_group_per_trial_with_statuses_that_tell_pruned_from_complet
 
 def test_the_optuna_study_names_its_objective_and_carries_the_config(tiny_search_run: dict[str, Any]) -> None:
     run_dir = tiny_search_run["run_dir"]
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name="demo-tiny", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     assert study.metric_names == ["objective = 1 - robust acc + 0.1 * cost in reference runs"]
     attrs = study.user_attrs
     assert attrs["experiment"] == "demo" and attrs["dataset"] == "digits" and attrs["model"] == "small_cnn"

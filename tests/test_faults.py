@@ -77,7 +77,7 @@ def test_ctrl_c_says_interrupted_prints_the_resume_line_and_resume_completes_eve
     assert resumed.returncode == 0, resumed.stderr
     after = _statuses(run_dir)
     assert len(after) == 5 and set(after.values()) == {"completed"}
-    study = optuna.load_study(study_name="cc", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name="demo-cc", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     told = [t.user_attrs.get("ray_trial_id") for t in study.trials if t.state.is_finished()
             and t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(told) == sorted(after)  # each trial told once
@@ -99,7 +99,7 @@ def test_a_trial_that_fails_twice_stays_failed_through_resumes(tmp_path: Path) -
         text = (Path(failed.path) / "error.txt").read_text()
         assert text.count("Failure #") == 2, text
         assert _statuses(run_dir)[failed.trial_id] == "failed"
-    study = optuna.load_study(study_name="flaky", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name="demo-flaky", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     state = next(t.state for t in study.trials if t.user_attrs.get("ray_trial_id") == failed.trial_id)
     assert state == optuna.trial.TrialState.FAIL
     from raysearch.commands.report import report

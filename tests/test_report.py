@@ -235,7 +235,7 @@ def test_report_on_a_real_search(tiny_search_run: dict[str, Any]) -> None:
 @pytest.mark.slow
 def test_the_optuna_study_holds_every_trial_with_its_state(tiny_search_run: dict[str, Any]) -> None:
     run_dir = tiny_search_run["run_dir"]
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name="demo-tiny", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     states = {t.user_attrs["ray_trial_id"]: t.state.name for t in study.trials}
     assert set(states) == set(tiny_search_run["trials"])
     for trial_id, (status, _) in tiny_search_run["trials"].items():

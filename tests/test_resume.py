@@ -82,7 +82,7 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
             assert by_id[trial_id].status.value == status
             assert f"{by_id[trial_id].metrics['objective']:.4g}" == objective
 
-    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{run_dir}/optuna.db")
+    study = optuna.load_study(study_name="demo-resume", storage=f"sqlite:///{run_dir}/optuna.db")
     told = [t for t in study.trials if t.user_attrs.get("ray_trial_id") in by_id]
     assert sorted(t.user_attrs["ray_trial_id"] for t in told) == sorted(ids)  # each once
     assert all(t.state.is_finished() for t in study.trials)

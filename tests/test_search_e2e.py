@@ -47,7 +47,7 @@ def test_every_trial_reported_the_contract_metrics(run) -> None:
 
 
 def test_asha_stopped_trials_are_pruned_in_the_study(run) -> None:
-    study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{run.run_dir}/optuna.db")
+    study = optuna.load_study(study_name="demo-e2e", storage=f"sqlite:///{run.run_dir}/optuna.db")
     by_ray_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     assert set(by_ray_id) == {t.trial_id for t in run.trials}
     pruned = [t for t in run.trials if t.status.value == "pruned"]
@@ -64,7 +64,7 @@ def test_asha_stopped_trials_are_pruned_in_the_study(run) -> None:
 
 
 def test_warm_start_points_ran_first(run) -> None:
-    study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{run.run_dir}/optuna.db")
+    study = optuna.load_study(study_name="demo-e2e", storage=f"sqlite:///{run.run_dir}/optuna.db")
     first = min(study.trials, key=lambda t: t.number)
     assert first.params == {"method": "pgd", "k": 10, "attack_bn": "train"}
     assert [t.warm_start for t in run.warm_start] == ["PGD-10"]

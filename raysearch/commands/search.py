@@ -39,7 +39,6 @@ from raysearch.rundir.outcomes import SearchResult, search_overhead_fraction
 from raysearch.rundir.records import TrialRecord
 from raysearch.rundir.results import (
     EXPERIMENT_FILE,
-    STUDY_FILE,
     RunInfo,
     best_trial,
     finished_runs,
@@ -108,6 +107,9 @@ class SearchPlan:
     address: str | None
     plugins: tuple[tuple[str, str, Any], ...] = ()
     start: float = field(default_factory=time.monotonic)
+    study_url: str | None = None  # where the Optuna study lives (None: in memory, a cloud run directory)
+    study: str = ""  # its name: <experiment>-<run name>
+    sources: list[Any] = field(default_factory=list)  # raysearch.rundir.warm_sources.Source
 
     @property
     def workers(self) -> int:
@@ -210,7 +212,7 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
          gpus_per_trial: float | None = None, cpus_per_trial: float | None = None, address: str | None = None,
          storage: str | None = None, name: str | None = None, resume: str | Path | None = None,
          time_attr: str | None = None, trainable: str | None = None, model: Any = None,
-         dataset: Any = None) -> SearchPlan:
+         dataset: Any = None, study_storage: str | None = None) -> SearchPlan:
     """Check the input and decide what to run (no Ray started unless joining a cluster).
 
     Raises:
@@ -251,7 +253,8 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
                 plugins += registered
             extra.append(f"{kind}={value}")
         exp = load_experiment(experiment, extra).replace_search(
-            samples=samples, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, time_attr=time_attr)
+            samples=samples, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, time_attr=time_attr,
+            study_storage=study_storage)
         if trainable:
             exp = dataclasses.replace(exp, trainable=trainable)
         run_name = name or f"{exp.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
@@ -262,6 +265,7 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
         if not is_uri(run_dir) and Path(run_dir, "tuner.pkl").exists():
             raise ConfigError("name", run_name, f"run directory {run_dir} already holds a search; "
                                                 f"continue it with --resume {run_dir} or pick another --name")
+    study_url, study = _study(exp, run_dir, run_name, resume is not None, study_storage)
     if plugins:
         from trainables.trial import register_plugins
 
@@ -313,9 +317,54 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
         if s.population_based:
             raise ConfigError("search.workers_per_trial", workers, "a population-based search trains each member in "
                                                                    "one process (workers_per_trial: 1)")
+    sources = []
+    if s.warm_start_from and resume is None and not s.population_based:
+        from raysearch.rundir.warm_sources import read_sources
+
+        sources = read_sources(s.warm_start_from, problem_hash(exp), study_url, s.warm_start_best,
+                               directions(cfg.objective), space)
     return SearchPlan(exp, run_dir, storage_path, run_name, resume is not None, m, cost, budget, space,
                       [p for p in points if p.label not in taken], reused, needs_reference, budget_t, request,
-                      available, concurrency, joined, address, plugins, start)
+                      available, concurrency, joined, address, plugins, start, study_url, study, sources)
+
+
+def problem_hash(experiment: Experiment) -> str:
+    """What makes two searches' trials comparable: every training key they share (data, model,
+    epochs, ε, objective, seed, threads), resolved with defaults, paths left out."""
+    from raysearch.rundir.known import config_hash
+
+    return config_hash(shared_train(experiment))
+
+
+def directions(objective: str) -> list[str]:
+    from raysearch.tuning.objective import search_metric
+
+    _, mode = search_metric(objective)
+    return [("maximize" if m == "max" else "minimize") for m in (mode if isinstance(mode, list) else [mode])]
+
+
+def _study(exp: Experiment, run_dir: str, run_name: str, resume: bool, given: str | None) -> tuple[str | None, str]:
+    """(storage URL, study name) of the search, checked before Ray starts. A resumed run finds
+    them in its summary (0.2's runs: ``optuna.db``, the study named after the run); a URL given
+    again (``--study-storage``) supplies the password the run files do not hold."""
+    from raysearch.rundir.study_store import check_study_storage, remember, study_name, study_url
+
+    if given:
+        remember(given)
+    if resume:
+        from raysearch.rundir.summary import read_summary
+
+        summary = read_summary(run_dir) if not is_uri(run_dir) else {}
+        url = summary.get("study_storage") or (exp.search.study_storage and study_url(exp.search.study_storage, run_dir))
+        name = summary.get("study_name") or run_name
+        if not url and not is_uri(run_dir):
+            url = study_url(None, run_dir)
+    else:
+        url = study_url(exp.search.study_storage, run_dir) if exp.search.study_storage or not is_uri(run_dir) else None
+        name = study_name(exp.name, run_name)
+    if url and exp.search.study_storage:
+        check_study_storage(url)
+    return url, name
 
 
 # ---------------------------------------------------------------------------------- launch
@@ -454,17 +503,21 @@ def _search_stage(plan: SearchPlan, target: float | None, prior: list[Prior], pr
     if s.population_based:
         return _population_stage(plan, trainable, target, progress)
     metric, mode = search_metric(cfg.objective)
-    told = _prior_trials(plan, prior)
+    told = _prior_trials(plan, prior) + [t for source in plan.sources for t in source.told]
+    enqueued = [e for source in plan.sources for e in source.enqueued]
     sampler = make_sampler(s.algorithm, seed=s.seed, multi_objective=isinstance(metric, list), samples=s.samples,
-                           fixed_points=len(plan.warm_starts) + len(told), startup=s.startup_trials)
-    storage = None if is_uri(plan.run_dir) else f"sqlite:///{join(plan.run_dir, STUDY_FILE)}"
-    study_attrs = {"experiment": exp.name, "dataset": cfg.dataset, "model": cfg.model, "epsilon": cfg.epsilon,
+                           fixed_points=len(plan.warm_starts) + len(told) + len(enqueued),
+                           startup=s.startup_trials)
+    from raysearch.rundir.study_store import open_storage
+
+    storage = open_storage(plan.study_url) if plan.study_url else None
+    study_attrs = {"problem": problem_hash(exp), "run_name": plan.run_name, "experiment": exp.name, "dataset": cfg.dataset, "model": cfg.model, "epsilon": cfg.epsilon,
                    "epochs": cfg.epochs, "objective": cfg.objective, "space": s.space,
                    "reference_backprops": plan.cost.reference_backprops, "time_attr": s.time_attr,
                    "raysearch_version": __version__, "target_robust_acc": target}
     searcher = OptunaSearcher(
-        plan.space, metric=metric, mode=mode, sampler=sampler, study_name=plan.run_name, storage=storage,
-        step_attr=s.time_attr, warm_starts=[(p.label, p.params) for p in plan.warm_starts],
+        plan.space, metric=metric, mode=mode, sampler=sampler, study_name=plan.study, storage=storage,
+        step_attr=s.time_attr, warm_starts=[(p.label, p.params) for p in plan.warm_starts], enqueue=enqueued,
         metric_names=metric_names(cfg.objective, cfg.cost_weight), study_attrs=study_attrs, budget=plan.budget,
         space_name=s.space, prior=told, target=target if cfg.objective == "target" else None,
         spent_before=sum(p.record.spent_backprops for p in prior))
@@ -572,6 +625,8 @@ def _experiment_yaml(exp: Experiment) -> str:
 
 
 def _write_start(plan: SearchPlan) -> None:
+    from raysearch.rundir.study_store import redact
+
     if is_uri(plan.run_dir):
         return
     write_summary(plan.run_dir, {
@@ -582,6 +637,8 @@ def _write_start(plan: SearchPlan) -> None:
         "algorithm": plan.experiment.search.algorithm,
         "fidelity_levels": [list(level) for level in plan.levels], "time_attr": plan.experiment.search.time_attr,
         "reused": [{"label": p.label, "from": p.origin} for p in plan.reused],
+        "study_storage": redact(plan.study_url) if plan.study_url else None, "study_name": plan.study,
+        **({"warm_started": [source.to_dict() for source in plan.sources]} if not plan.resume else {}),
     })
 
 
@@ -673,7 +730,8 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
            gpus_per_trial: float | None = None, cpus_per_trial: float | None = None, address: str | None = None,
            storage: str | None = None, name: str | None = None, resume: str | Path | None = None,
            time_attr: str | None = None, progress: bool = True, *, trainable: str | None = None,
-           model: Any = None, dataset: Any = None, confirm: bool = True) -> SearchResult:
+           model: Any = None, dataset: Any = None, confirm: bool = True,
+           study_storage: str | None = None) -> SearchResult:
     """Search an experiment's space on Ray Tune; return every trial and what it cost.
 
     Args:
@@ -691,6 +749,8 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
         model, dataset: the user's own, as callables (``(num_classes, input_shape) -> nn.Module``,
             ``(root) -> dict``) or ``"pkg.module:callable"`` paths.
         confirm: run the confirmation stage when the experiment asks for it.
+        study_storage: the Optuna study's storage URL (``search.study_storage``); with
+            ``resume``, the URL with its password (run files hold it masked).
 
     Raises:
         ConfigError: bad input, before Ray or any training starts.
@@ -703,7 +763,8 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
     """
     the_plan = plan(experiment, overrides, samples=samples, gpus_per_trial=gpus_per_trial,
                     cpus_per_trial=cpus_per_trial, address=address, storage=storage, name=name, resume=resume,
-                    time_attr=time_attr, trainable=trainable, model=model, dataset=dataset)
+                    time_attr=time_attr, trainable=trainable, model=model, dataset=dataset,
+                    study_storage=study_storage)
     warning = check_disk(the_plan)
     if warning and progress:
         print(warning, flush=True)

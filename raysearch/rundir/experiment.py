@@ -188,7 +188,12 @@ class SearchConfig:
     ``reference``: train the PGD-10 reference as a paper default and confirm it with every
     seed, so the headline can compare with it; False (default): its cost is known without
     training it, so it is trained only when a claim needs it (``target_robust_acc:
-    reference``) or taken from earlier runs when they measured it.
+    reference``) or taken from earlier runs when they measured it. ``study_storage``: the Optuna
+    storage URL of the study (:mod:`raysearch.rundir.study_store`; None: ``optuna.db`` in the
+    run directory). ``warm_start_from``: earlier studies (names in ``study_storage``) or run
+    directories this search starts from (:mod:`raysearch.rundir.warm_sources`): on an identical
+    problem their finished recipes are told with their results, on a related one their best
+    ``warm_start_best`` recipes are tried first.
     """
 
     space: str = "all"
@@ -213,6 +218,9 @@ class SearchConfig:
     seed: int = 0
     warm_start: bool = True
     reference: bool = False
+    study_storage: str | None = None
+    warm_start_from: tuple[str, ...] = ()
+    warm_start_best: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, str) or not self.space:
@@ -258,6 +266,17 @@ class SearchConfig:
         for key in ("warm_start", "reference"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"search.{key}", getattr(self, key), "must be true or false")
+        if self.study_storage is not None and (not isinstance(self.study_storage, str) or not self.study_storage):
+            raise ConfigError("search.study_storage", self.study_storage, "must be an Optuna storage URL or "
+                                                                          "journal:<file> (or null: the run directory)")
+        sources = self.warm_start_from
+        if isinstance(sources, str):
+            sources = tuple(part.strip() for part in sources.split(",") if part.strip())
+        if not isinstance(sources, (list, tuple)) or not all(isinstance(x, str) and x for x in sources):
+            raise ConfigError("search.warm_start_from", sources, "must be a list of study names or run directories")
+        object.__setattr__(self, "warm_start_from", tuple(sources))
+        if _number("search.warm_start_best", self.warm_start_best, whole=True) < 0:
+            raise ConfigError("search.warm_start_best", self.warm_start_best, "must be >= 0 (recipes per earlier study)")
 
     @property
     def population_based(self) -> bool:
@@ -287,11 +306,18 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["fidelity"], data["confirm"] = self.fidelity.to_dict(), self.confirm.to_dict()
+        data["warm_start_from"] = list(self.warm_start_from)
+        if self.study_storage is not None:  # run files never hold the password
+            from raysearch.rundir.study_store import redact
+
+            data["study_storage"] = redact(self.study_storage)
         return data
 
 
 def _coerce(key: str, value: Any) -> Any:
     """Light conversions for values typed on a command line (``--set search.samples=8``)."""
+    if isinstance(value, str) and key in ("study_storage", "warm_start_from"):
+        return None if value.strip().lower() in ("null", "none", "") else value
     if isinstance(value, str) and key not in ("space", "algorithm", "scheduler", "time_attr", "attacks"):
         text = value.strip().lower()
         if text in ("null", "none", ""):

@@ -23,12 +23,12 @@ from typing import Any
 import yaml
 
 from raysearch.rundir.records import TrialRecord, finite, record_from_folder
+from raysearch.rundir.study_store import STUDY_FILE
 from raysearch.rundir.summary import SUMMARY_FILE, read_summary
 from trainables.registry import ConfigError
 from trainables.status import Status
 
 EXPERIMENT_FILE = "experiment.yaml"
-STUDY_FILE = "optuna.db"
 STAGES = ("reference", "reused")  # folders of trials that belong to the search besides its own
 # raysearch status -> the Optuna state the searcher tells for it
 OPTUNA_STATE = {Status.COMPLETED: "COMPLETE", Status.DIVERGED: "COMPLETE", Status.CO: "COMPLETE",
@@ -109,24 +109,41 @@ def tune_states(experiment_dir: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def study_name(run_dir: str | os.PathLike[str]) -> str | None:
-    """The Optuna study in ``<run_dir>/optuna.db``: the one named after the run, else the only one."""
+def study_location(run_dir: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """(storage URL, study name) of a run's Optuna study: as its summary records them (a team
+    database, password masked), else ``<run_dir>/optuna.db``'s study named after the run (or
+    its only one; run directories of 0.2)."""
+    summary = read_summary(run_dir)
+    if summary.get("study_storage") and summary.get("study_name"):
+        return str(summary["study_storage"]), str(summary["study_name"])
     path = Path(run_dir, STUDY_FILE)
     if not path.exists():
         return None
     import optuna
 
-    names = optuna.get_all_study_names(storage=f"sqlite:///{path}")
+    url = f"sqlite:///{path}"
+    names = optuna.get_all_study_names(storage=url)
     name = Path(run_dir).name
-    return name if name in names else (names[0] if len(names) == 1 else None)
+    for wanted in (summary.get("study_name"), name):
+        if wanted in names:
+            return url, str(wanted)
+    return (url, names[0]) if len(names) == 1 else None
 
 
-def load_study(run_dir: str | os.PathLike[str], name: str) -> Any:
-    """The run's Optuna study ``name`` from ``<run_dir>/optuna.db``."""
-    import optuna
+def study_name(run_dir: str | os.PathLike[str]) -> str | None:
+    """The name of a run's Optuna study (see :func:`study_location`)."""
+    location = study_location(run_dir)
+    return location[1] if location else None
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{Path(run_dir, STUDY_FILE)}")
+
+def load_study(run_dir: str | os.PathLike[str], name: str | None = None) -> Any:
+    """The run's Optuna study (``name`` None: the one :func:`study_location` finds)."""
+    from raysearch.rundir.study_store import load_study as load
+
+    location = study_location(run_dir)
+    if location is None:
+        raise ConfigError("run_dir", str(run_dir), "holds no Optuna study")
+    return load(location[0], name or location[1])
 
 
 def optuna_trials(study: Any) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -205,12 +222,16 @@ def load_run(run_dir: str | os.PathLike[str], allow_empty: bool = False) -> RunI
     experiment, meta = read_experiment(root)
     summary = read_summary(root)
     interrupted = summary.get("state") in ("interrupted", "running")
-    name = study_name(root)
+    location = study_location(root)
+    name = location[1] if location else None
     try:
         optuna_info = optuna_trials(load_study(root, name)) if name else {}
-    except Exception as err:  # a damaged study: report without it
-        raise ConfigError("run_dir", str(run_dir), f"its {STUDY_FILE} cannot be read ({type(err).__name__}: {err})") \
-            from None
+    except Exception as err:  # a damaged or unreachable study: one line
+        from raysearch.rundir.study_store import redact
+
+        where = redact(location[0]) if location else STUDY_FILE
+        raise ConfigError("run_dir", str(run_dir), f"its study in {where} cannot be read "
+                                                   f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
     trials = []
     for folder, (stage, tune) in sorted(_folders(root).items()):
         trial_id = str(tune.get("trial_id") or folder.name.removeprefix("trial_"))
@@ -262,5 +283,5 @@ def finished_runs(trials: list[TrialRecord]) -> list[TrialRecord]:
 
 
 __all__ = ["EXPERIMENT_FILE", "OPTUNA_STATE", "STUDY_FILE", "SUMMARY_FILE", "RunInfo", "best_trial", "finished_runs",
-           "finite", "load_run", "load_study", "metric", "optuna_trials", "ranked", "read_experiment", "study_name",
+           "finite", "load_run", "load_study", "metric", "optuna_trials", "ranked", "read_experiment", "study_location", "study_name",
            "tune_states", "write_csv"]

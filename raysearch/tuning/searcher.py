@@ -118,6 +118,8 @@ class OptunaSearcher(Searcher):
             defaults reused from an earlier run), told to a new study before anything else.
         target: ``objective: target``'s robust accuracy; each told trial gets the constraint
             ``target − robust_acc``.
+        enqueue: (parameters, user attributes) of earlier studies' best recipes on a related
+            problem, suggested right after the warm starts (``search.warm_start_from``).
     """
 
     def __init__(self, space: Callable[[optuna.Trial], dict[str, Any] | None], *,
@@ -128,7 +130,8 @@ class OptunaSearcher(Searcher):
                  metric_names: Sequence[str] | None = None, study_attrs: Mapping[str, Any] | None = None,
                  budget: Budget | None = None, space_name: str = "all",
                  prior: Sequence[tuple[dict[str, Any], Any, dict[str, Any]]] = (), target: float | None = None,
-                 spent_before: float = 0.0) -> None:
+                 spent_before: float = 0.0,
+                 enqueue: Sequence[tuple[dict[str, Any], dict[str, Any]]] = ()) -> None:
         super().__init__(metric=metric, mode=mode)  # type: ignore[arg-type]
         self._space, self._step_attr, self._budget, self._space_name = space, step_attr, budget, space_name
         self._target = target
@@ -149,6 +152,8 @@ class OptunaSearcher(Searcher):
                 add_finished_trial(self.study, space, params, value, attrs, target)
             for label, params in warm_starts:
                 self.study.enqueue_trial(params, user_attrs={"warm_start": label})
+            for params, attrs in enqueue:
+                self.study.enqueue_trial(params, user_attrs=dict(attrs))
         self._trials: dict[str, optuna.Trial] = {}
         self._configs: dict[str, dict[str, Any]] = {}
         self._reported: dict[str, float] = {}

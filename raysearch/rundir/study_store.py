@@ -1,0 +1,252 @@
+"""Where a search's Optuna study lives: the run directory's SQLite file, or a team's database.
+
+``search.study_storage`` (``--study-storage``) takes any Optuna storage URL --
+``postgresql://…``, ``mysql://…``, ``sqlite:///…`` -- or ``journal:<file>`` for Optuna's
+``JournalStorage`` on a shared filesystem; None (default) keeps the study in
+``<run_dir>/optuna.db``. A study is named ``<experiment>-<run name>``, so several searches share
+one database and a name says which search wrote it.
+
+A database URL is opened as Optuna recommends for RDB storages shared by many processes:
+SQLAlchemy's ``pool_pre_ping`` (a pooled connection that a database restart broke is replaced
+before use) and ``pool_recycle``; every storage call is retried for up to
+:data:`RETRY_SECONDS` when the database cannot be reached, so a restart mid-search costs a
+pause, not the search.
+
+The password never leaves the process that was given it: run files hold the URL with the
+password masked (:func:`redact`), and the storage pickled into Tune's experiment state (the
+searcher holds the study) keeps the masked URL too. A process that opens a masked URL (a
+``--resume``, ``raysearch report``) takes the password from :func:`remember` (the URL given
+again, ``--study-storage``), from ``$RAYSEARCH_STUDY_STORAGE``, or from the driver's own
+defaults (``PGPASSWORD``, ``~/.pgpass``: the URL is then opened without one).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from optuna.storages import BaseStorage, RDBStorage
+
+from trainables.registry import ConfigError
+
+logger = logging.getLogger(__name__)
+
+STUDY_FILE = "optuna.db"
+JOURNAL = "journal:"
+ENV_URL = "RAYSEARCH_STUDY_STORAGE"
+RETRY_SECONDS = 120.0
+MASK = "***"
+CONNECT_TIMEOUT = 5  # seconds: an unreachable host is one line, not a minute's wait
+_known: dict[str, str] = {}  # masked URL -> the URL as given (this process only)
+
+
+def study_name(experiment: str, run_name: str) -> str:
+    """The study of run ``run_name`` of ``experiment``: ``<experiment>-<run name>``."""
+    return f"{experiment}-{run_name}"
+
+
+def study_url(setting: str | None, run_dir: str) -> str:
+    """The storage URL a search uses (``setting`` None: the run directory's SQLite file)."""
+    if setting is None:
+        return f"sqlite:///{Path(run_dir, STUDY_FILE)}"
+    if setting.startswith(JOURNAL):
+        return JOURNAL + os.path.abspath(os.path.expanduser(setting[len(JOURNAL):]))
+    return setting
+
+
+def is_database(url: str) -> bool:
+    """A SQLAlchemy URL other than SQLite (a server the search connects to)."""
+    return "://" in url and not url.startswith(("sqlite:", JOURNAL))
+
+
+def redact(url: str) -> str:
+    """``url`` with its password masked (what run files and logs may show)."""
+    if not is_database(url):
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads: nothing of it is shown
+        return url.split("://", 1)[0] + "://" + MASK
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
+def remember(url: str) -> str:
+    """Keep ``url`` (with its password) for this process; returns its masked form."""
+    masked = redact(url)
+    if masked != url:
+        _known[masked] = url
+    return masked
+
+
+def recall(url: str) -> str:
+    """The usable form of a (possibly masked) URL: as given to this process, else
+    ``$RAYSEARCH_STUDY_STORAGE`` when it masks the same, else without a password."""
+    if MASK not in url or not is_database(url):
+        return url
+    if url in _known:
+        return _known[url]
+    env = os.environ.get(ENV_URL)
+    if env and redact(env) == url:
+        return env
+    from sqlalchemy.engine import make_url
+
+    # URL.set(password=None) means "unchanged": a namedtuple's _replace drops it
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
+
+
+def _retryable(err: BaseException) -> bool:
+    import sqlalchemy.exc
+    from optuna.exceptions import StorageInternalError
+
+    return isinstance(err, (StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+
+
+def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        deadline, wait = time.monotonic() + self.retry_seconds, 0.5
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as err:
+                if not _retryable(err) or time.monotonic() >= deadline:
+                    raise
+                logger.warning("study storage %s unreachable (%s); retrying in %.1f s", redact(self.url),
+                               str(err).splitlines()[0][:120], wait)
+                time.sleep(wait)
+                wait = min(2 * wait, 5.0)
+    return call
+
+
+class TeamStorage(RDBStorage):
+    """:class:`optuna.storages.RDBStorage` whose calls retry while the database is unreachable
+    and whose pickled form (Tune's experiment state holds the study) keeps the URL masked."""
+
+    retry_seconds = RETRY_SECONDS
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        import sqlalchemy.exc
+
+        for attempt in range(3):  # two processes creating a fresh database's tables at once: one loses
+            try:
+                super().__init__(url, **kwargs)
+                return
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        state["url"] = redact(state["url"])
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__({**state, "url": recall(state["url"])})
+
+
+# Optuna's studies reach an RDB storage through _CachedStorage, which also calls these private
+# methods of it; every one that touches the database retries.
+_CACHED_STORAGE_CALLS = ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials",
+                         "_set_trial_param")
+for _name in sorted({*(n for n in dir(BaseStorage) if not n.startswith("_")), *_CACHED_STORAGE_CALLS,
+                     "get_heartbeat_interval", "record_heartbeat"}):
+    if callable(getattr(RDBStorage, _name, None)):
+        setattr(TeamStorage, _name, _retrying(getattr(RDBStorage, _name)))
+
+
+def open_storage(url: str) -> Any:
+    """What ``optuna.create_study(storage=...)`` takes for ``url`` (a URL string for SQLite,
+    as before; a journal for ``journal:``; a retrying, pooled RDB storage for a database)."""
+    url = recall(url)
+    if url.startswith(JOURNAL):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(url[len(JOURNAL):]))
+    if not is_database(url):
+        return url
+    return TeamStorage(url, engine_kwargs={"pool_pre_ping": True, "pool_recycle": 300,
+                                                     **_connect_args(url)})
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    if url.startswith("postgresql"):
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
+    if url.startswith("mysql"):
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
+    return {}
+
+
+def check_study_storage(url: str, key: str = "search.study_storage") -> None:
+    """Refuse, before Ray starts, a storage that cannot be opened: an unknown scheme, a
+    missing database driver, a wrong password, an unreachable host (one line each).
+
+    Raises:
+        ConfigError: with the URL's password masked.
+    """
+    shown = redact(url)
+    if url.startswith(JOURNAL):
+        folder = Path(url[len(JOURNAL):]).parent
+        if not folder.is_dir():
+            raise ConfigError(key, shown, f"the journal's folder {folder} does not exist")
+        return
+    if "://" not in url:
+        raise ConfigError(key, shown, "must be an Optuna storage URL (postgresql://, mysql://, sqlite:///...) or "
+                                      "journal:<file>")
+    if not is_database(url):
+        return
+    import sqlalchemy
+    import sqlalchemy.exc
+
+    try:
+        engine = sqlalchemy.create_engine(recall(url), **_connect_args(url))
+    except ModuleNotFoundError as err:
+        raise ConfigError(key, shown, f"needs the database driver {err.name!r}: pip install "
+                                      "'raysearch[postgres]' (psycopg2) or the driver its URL names") from None
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError) as err:
+        raise ConfigError(key, shown, f"is not a storage URL SQLAlchemy can open ({_first_line(err, url)})") from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.DBAPIError as err:
+        raise ConfigError(key, shown, f"cannot connect: {_first_line(err.orig or err, url)}") from None
+    finally:
+        engine.dispose()
+
+
+def _first_line(err: BaseException, url: str) -> str:
+    """The first line of a driver's error, with no trace of the password."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(recall(url)).password
+    except Exception:
+        password = None
+    return text.replace(str(password), MASK) if password else text
+
+
+def load_study(url: str, name: str, sampler: Any = None) -> Any:
+    """The study ``name`` in the storage at ``url`` (masked URLs are recalled)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=open_storage(url), sampler=sampler)
+
+
+def study_names(url: str) -> list[str]:
+    import optuna
+
+    return list(optuna.get_all_study_names(storage=open_storage(url)))
+
+
+__all__ = ["ENV_URL", "JOURNAL", "STUDY_FILE", "check_study_storage", "is_database", "load_study", "open_storage",
+           "TeamStorage", "recall", "redact", "remember", "study_name", "study_names", "study_url"]
