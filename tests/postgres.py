@@ -26,7 +26,15 @@ def _bin(name: str) -> str | None:
 
 
 def available() -> bool:
-    return _bin("initdb") is not None and _bin("pg_ctl") is not None
+    """The server's binaries, and (as root, where PostgreSQL refuses to run) its user."""
+    if _bin("initdb") is None or _bin("pg_ctl") is None:
+        return False
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return False
+    return True
 
 
 def _free_port() -> int:
