@@ -45,7 +45,8 @@ def _free_port() -> int:
 
 class Server:
     """One PostgreSQL cluster: ``start()``, ``url(db)``, ``restart()``, ``stop()``, ``remove()``.
-    Its folder is a fresh one under the system's temporary directory: pytest's own (mode 0700, the root user's) is closed to the ``postgres`` user."""
+    Its folder is a fresh one under the system's temporary directory: pytest's own (mode 0700,
+    the root user's) is closed to the ``postgres`` user."""
 
     def __init__(self) -> None:
         self.folder, self.port = Path(tempfile.mkdtemp(prefix="raysearch-pg-")), _free_port()
@@ -55,8 +56,8 @@ class Server:
             pwd.getpwnam("postgres")  # the image's PostgreSQL user
             self._as = ["runuser", "-u", "postgres", "--"]
 
-    def _run(self, *args: str) -> None:
-        subprocess.run([*self._as, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+    def _run(self, *args: str, check: bool = True) -> None:
+        subprocess.run([*self._as, *args], check=check, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
 
     def start(self) -> Server:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -73,8 +74,8 @@ class Server:
         self._ctl("start", "-w", "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off")
         return self
 
-    def _ctl(self, *args: str) -> None:
-        self._run(_bin("pg_ctl") or "pg_ctl", "-D", str(self.data), "-l", str(self.log), *args)
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        self._run(_bin("pg_ctl") or "pg_ctl", "-D", str(self.data), "-l", str(self.log), *args, check=check)
 
     def restart(self) -> None:
         self._ctl("restart", "-w", "-m", "fast", "-o",
@@ -85,8 +86,7 @@ class Server:
 
     def remove(self) -> None:
         """Stop the server if it runs, and delete its folder."""
-        subprocess.run([*self._as, _bin("pg_ctl") or "pg_ctl", "-D", str(self.data), "stop", "-w", "-m", "immediate"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
+        self._ctl("stop", "-w", "-m", "immediate", check=False)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def createdb(self, name: str) -> str:

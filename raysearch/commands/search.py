@@ -344,13 +344,16 @@ def directions(objective: str) -> list[str]:
 
 
 def _study(exp: Experiment, run_dir: str, run_name: str, resume: bool, given: str | None) -> tuple[str | None, str]:
-    """(storage URL, study name) of the search, checked before Ray starts. A resumed run finds
+    """(storage URL, study name) of the search, checked before Ray starts (None, "" for a
+    population-based search, which has no Optuna study). A resumed run finds
     them in its summary (0.2's runs: ``optuna.db``, the study named after the run); a URL given
     again (``--study-storage``) supplies the password the run files do not hold."""
     from raysearch.rundir.study_store import check_study_storage, remember, study_name, study_url
 
     if given:
         remember(given)
+    if exp.search.population_based:  # PBT and PB2 schedule without Optuna: no study to keep
+        return None, ""
     if resume:
         from raysearch.rundir.summary import read_summary
 
@@ -637,7 +640,7 @@ def _write_start(plan: SearchPlan) -> None:
         "algorithm": plan.experiment.search.algorithm,
         "fidelity_levels": [list(level) for level in plan.levels], "time_attr": plan.experiment.search.time_attr,
         "reused": [{"label": p.label, "from": p.origin} for p in plan.reused],
-        "study_storage": redact(plan.study_url) if plan.study_url else None, "study_name": plan.study,
+        "study_storage": redact(plan.study_url) if plan.study_url else None, "study_name": plan.study or None,
         **({"warm_started": [source.to_dict() for source in plan.sources]} if not plan.resume else {}),
     })
 

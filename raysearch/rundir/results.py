@@ -226,8 +226,6 @@ def load_run(run_dir: str | os.PathLike[str], allow_empty: bool = False) -> RunI
     name = location[1] if location else None
     try:
         optuna_info = optuna_trials(load_study(root, name)) if name else {}
-    except KeyError:  # no study of that name: a search without Optuna (PBT, PB2) records one it never made
-        optuna_info = {}
     except Exception as err:  # a damaged or unreachable study: one line
         from raysearch.rundir.study_store import redact
 
