@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="compare today's search with the new default on the demo (minutes per search seed)")
     what.add_argument("--smoke", action="store_true", help="exercise every GPU path once (CUDA checks skip on a CPU)")
     p.add_argument("--seeds", type=_positive_int, default=3, help="with --search: search seeds per row (default 3)")
+    p.add_argument("--parts", type=_bench_parts, default=None, metavar="PART[,PART]",
+                   help="measure only these: attack, overhead, search, trials, gpu (default: all)")
 
     p = commands.add_parser("report", help="write report.md, pareto.png, schedules.png, trials.csv and best.yaml")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a search (runs/<name>)")
@@ -148,6 +150,16 @@ def _confirm(args: argparse.Namespace) -> int:
     return INTERRUPTED if confirmed.interrupted else 0
 
 
+def _bench_parts(text: str) -> tuple[str, ...]:
+    from raysearch.commands.bench import PARTS
+
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"{','.join(unknown) or text!r}: choose from {', '.join(PARTS)}")
+    return parts
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.smoke:
         from raysearch.commands.smoke import smoke
@@ -156,9 +168,10 @@ def _bench(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(figures, default=str), flush=True)
         return 0
-    from raysearch.commands.bench import bench
+    from raysearch.commands.bench import PARTS, bench
 
-    bench(json_output=args.json, quick=args.quick, search=args.search, seeds=range(args.seeds))
+    bench(json_output=args.json, quick=args.quick, search=args.search, seeds=range(args.seeds),
+          parts=args.parts or PARTS)
     return 0
 
 

@@ -120,3 +120,12 @@ def test_train_json_is_the_last_stdout_line(tmp_path: Path) -> None:
     for name in ("config.yaml", "summary.json", "state.pt", "best.pt"):
         assert (tmp_path / "out" / name).is_file(), name
     assert list((tmp_path / "out" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("parts", ["trails", ",", "attack,gpus"])
+def test_bench_bad_parts_exit_2_with_one_line(parts: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--parts", parts])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "choose from attack, overhead, search, trials, gpu" in err[0], err

@@ -50,3 +50,21 @@ def test_a_proxy_trains_to_its_final_learning_rate() -> None:
     assert len(seen) == cfg.epochs * batches == 2 * 3
     assert seen == pytest.approx([learning_rate(cfg, i / batches) for i in range(len(seen))])
     assert seen[-1] == pytest.approx(cfg.lr * 0.5 * (1 + math.cos(math.pi * 5 / 6)))  # the last batch: 5/6 done
+
+
+def test_a_trial_counts_the_evaluation_of_every_level_it_ran() -> None:
+    from trainables.levels import LevelAt, LevelProgress, level_report
+
+    cfg = parse_config({"epochs": 2, "k": 1, "max_batches": 2, "eval.examples": 20})
+    at = LevelAt(0, ((0.5, 0.5), (1.0, 1.0)), 0, cfg.epochs, 3.0)
+    run = start_run(level_config(cfg, at.levels[0]), "cpu")
+    record, extra, after = level_report(run, run.step(), at, LevelProgress(spent_eval_seconds=1.5))
+    assert run.finished and run.cost.eval_seconds > 0 and record["status"] == "running"  # promoted
+    assert extra["trial_eval_seconds"] == pytest.approx(1.5 + run.cost.eval_seconds)
+    assert after.level == 1 and after.state_level == 0
+    assert after.spent_eval_seconds == pytest.approx(1.5 + run.cost.eval_seconds)
+    assert after.spent_backprops == run.cost.backprops and after.spent_seconds == pytest.approx(run.cost.train_seconds)
+    assert LevelProgress(**{"level": 1, "spent_backprops": 4, "spent_seconds": 1.0}).spent_eval_seconds == 0.0  # 0.2's
+    nxt = after.next_level(10, 2.0, 0.5)
+    assert (nxt.level, nxt.spent_backprops, nxt.state_level) == (2, after.spent_backprops + 10, -1)
+    assert nxt.spent_eval_seconds == pytest.approx(after.spent_eval_seconds + 0.5)

@@ -86,6 +86,24 @@ def test_a_journal_file_holds_a_study(tmp_path: Path) -> None:
     assert len(again.trials) == 2 and again.trials[0].value == pytest.approx(0.0625)
 
 
+def test_the_run_directory_study_commits_to_a_write_ahead_log_and_survives_pickling(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = study_url(None, str(tmp_path))
+    storage = open_storage(url)
+    study = optuna.create_study(study_name="demo-a", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: no fsync per commit
+    assert sqlite3.connect(tmp_path / "optuna.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again = pickle.loads(pickle.dumps(storage))  # Tune pickles the searcher, and its study's storage
+    study2 = optuna.load_study(study_name="demo-a", storage=again)
+    study2.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    with again.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    assert len(load_study(url, "demo-a").trials) == 4  # what another process reads
+
+
 # ---------------------------------------------------------------------------------- warm starts
 
 

@@ -9,6 +9,7 @@ mean", converts values (``epsilon: 8/255`` is a fraction string) and validates r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -380,6 +381,7 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
     raise TypeError(f"unsupported config field type {annotation!r}")
 
 
+@functools.cache  # a dataclass's fields do not change; get_type_hints costs ~0.1 ms a call
 def _fields(cls: type, prefix: str) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f"{prefix}{f.name}": hints[f.name] for f in dataclasses.fields(cls)}

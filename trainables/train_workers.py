@@ -227,8 +227,8 @@ def tune_data_parallel(cfg: TrainConfig, setup: TrialSetup, controls: dict[str, 
                              gpus_per_worker=gpus / workers, in_tune=True)
         if at.last or result.status != Status.COMPLETED:
             return  # the full run ended, or the recipe diverged / overfitted at this level
-        progress = LevelProgress(level + 1, progress.spent_backprops + int(result.cost.get("backprops", 0)),
-                                 progress.spent_seconds + float(result.cost.get("train_seconds", 0.0)))
+        progress = progress.next_level(int(result.cost.get("backprops", 0)), float(result.cost.get("train_seconds", 0.0)),
+                                       float(result.cost.get("eval_seconds", 0.0)))
 
 
 __all__ = ["DRIVER_CPUS", "WORKER_PG", "WorkerPlan", "WorkersResult", "fit_workers", "train_data_parallel",

@@ -121,8 +121,7 @@ def tune_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -> N
                 report_epoch(run, record, directory, {**node, **extra}, dataclasses.asdict(after))
         if at.last or run.status != Status.COMPLETED:
             return  # the full run ended, or the recipe diverged / overfitted at this level
-        progress = LevelProgress(level + 1, progress.spent_backprops + run.cost.backprops,
-                             progress.spent_seconds + run.cost.train_seconds)
+        progress = progress.next_level(run.cost.backprops, run.cost.train_seconds, run.cost.eval_seconds)
 
 
 def _epochs(run: Run) -> Iterator[dict[str, Any]]:

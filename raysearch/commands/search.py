@@ -110,6 +110,7 @@ class SearchPlan:
     study_url: str | None = None  # where the Optuna study lives (None: in memory, a cloud run directory)
     study: str = ""  # its name: <experiment>-<run name>
     sources: list[Any] = field(default_factory=list)  # raysearch.rundir.warm_sources.Source
+    callbacks: tuple[Any, ...] = ()  # the caller's own Ray Tune callbacks for the search stage
 
     @property
     def workers(self) -> int:
@@ -525,7 +526,7 @@ def _search_stage(plan: SearchPlan, target: float | None, prior: list[Prior], pr
         space_name=s.space, prior=told, target=target if cfg.objective == "target" else None,
         spent_before=sum(p.record.spent_backprops for p in prior))
     watch = InterruptWatch(searcher)
-    callbacks: list[Any] = [watch, TensorBoardCallback(time_attr=s.time_attr)]
+    callbacks: list[Any] = [watch, TensorBoardCallback(time_attr=s.time_attr), *plan.callbacks]
     if progress:
         budget_runs = s.budget
         callbacks.append(ProgressLines(s.samples, plan.cost.reference_backprops, budget_runs))
@@ -658,7 +659,8 @@ def _search_cost(run: RunInfo) -> tuple[int, float, float]:
         backprops += trial.spent_backprops
         train = trial.metrics.get("trial_train_seconds", trial.metrics.get("train_seconds", 0)) or 0
         seconds += float(train)
-        with_eval += float(train) + float(trial.metrics.get("eval_seconds", 0) or 0)
+        with_eval += float(train) + float(trial.metrics.get("trial_eval_seconds", trial.metrics.get("eval_seconds", 0))
+                                          or 0)
     return int(backprops), seconds, with_eval
 
 
@@ -734,7 +736,7 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
            storage: str | None = None, name: str | None = None, resume: str | Path | None = None,
            time_attr: str | None = None, progress: bool = True, *, trainable: str | None = None,
            model: Any = None, dataset: Any = None, confirm: bool = True,
-           study_storage: str | None = None) -> SearchResult:
+           study_storage: str | None = None, callbacks: Iterable[Any] = ()) -> SearchResult:
     """Search an experiment's space on Ray Tune; return every trial and what it cost.
 
     Args:
@@ -754,6 +756,8 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
         confirm: run the confirmation stage when the experiment asks for it.
         study_storage: the Optuna study's storage URL (``search.study_storage``); with
             ``resume``, the URL with its password (run files hold it masked).
+        callbacks: more Ray Tune callbacks for the search stage (``raysearch bench`` times the
+            driver with one); a resumed search runs without them.
 
     Raises:
         ConfigError: bad input, before Ray or any training starts.
@@ -768,6 +772,7 @@ def search(experiment: str | Path = "demo", overrides: Iterable[str] = (), sampl
                     cpus_per_trial=cpus_per_trial, address=address, storage=storage, name=name, resume=resume,
                     time_attr=time_attr, trainable=trainable, model=model, dataset=dataset,
                     study_storage=study_storage)
+    the_plan.callbacks = tuple(callbacks)
     warning = check_disk(the_plan)
     if warning and progress:
         print(warning, flush=True)

@@ -162,9 +162,44 @@ for _name in sorted({*(n for n in dir(BaseStorage) if not n.startswith("_")), *_
         setattr(TeamStorage, _name, _retrying(getattr(RDBStorage, _name)))
 
 
+def _sqlite_pragmas(connection: Any, record: Any) -> None:
+    import sqlite3
+
+    cursor = connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.OperationalError:  # a read-only run directory: read it as it is
+        pass
+    finally:
+        cursor.close()
+
+
+class FileStorage(RDBStorage):
+    """:class:`optuna.storages.RDBStorage` on a SQLite file (the run directory's ``optuna.db``)
+    in write-ahead-log mode with ``synchronous=NORMAL``: a commit appends to the log instead of
+    rewriting pages and waiting for the disk (an fsync per commit, ~14 commits per trial), and a
+    killed driver loses no committed transaction (only a power cut can lose the last ones).
+    The log is folded back into ``optuna.db`` when the last connection closes."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self._fast_connections()
+
+    def _fast_connections(self) -> None:
+        from sqlalchemy import event
+
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine.dispose()  # the connection opened to create the tables predates the listener
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._fast_connections()
+
+
 def open_storage(url: str) -> Any:
-    """What ``optuna.create_study(storage=...)`` takes for ``url`` (a URL string for SQLite,
-    as before; a journal for ``journal:``; a retrying, pooled RDB storage for a database)."""
+    """What ``optuna.create_study(storage=...)`` takes for ``url``: a :class:`FileStorage` for
+    SQLite, a journal for ``journal:``, a retrying, pooled RDB storage for a database."""
     url = recall(url)
     if url.startswith(JOURNAL):
         from optuna.storages import JournalStorage
@@ -172,7 +207,7 @@ def open_storage(url: str) -> Any:
 
         return JournalStorage(JournalFileBackend(url[len(JOURNAL):]))
     if not is_database(url):
-        return url
+        return FileStorage(url) if url.startswith("sqlite:") else url
     return TeamStorage(url, engine_kwargs={"pool_pre_ping": True, "pool_recycle": 300,
                                                      **_connect_args(url)})
 
@@ -248,5 +283,5 @@ def study_names(url: str) -> list[str]:
     return list(optuna.get_all_study_names(storage=open_storage(url)))
 
 
-__all__ = ["ENV_URL", "JOURNAL", "STUDY_FILE", "check_study_storage", "is_database", "load_study", "open_storage",
+__all__ = ["ENV_URL", "FileStorage", "JOURNAL", "STUDY_FILE", "check_study_storage", "is_database", "load_study", "open_storage",
            "TeamStorage", "recall", "redact", "remember", "study_name", "study_names", "study_url"]

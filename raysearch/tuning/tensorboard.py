@@ -33,6 +33,7 @@ import math
 import os
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,32 @@ def trial_status(trial: Any, failed: bool = False, interrupted: bool = False) ->
     return live_status(trial, errored, interrupted).value
 
 
+@dataclass
+class _RootIndex:
+    """A TensorBoard root's trial runs (trial id → folder), how many folders it holds (the next
+    run's number) and whether the experiment summary is written."""
+
+    runs: dict[str, Path] = field(default_factory=dict)
+    folders: int = 0
+    experiment: bool = False
+
+    @classmethod
+    def read(cls, root: Path) -> _RootIndex:
+        if not root.is_dir():
+            return cls()
+        index = cls(experiment=any(root.glob("events.out.tfevents.*")))
+        for path in sorted(p for p in root.iterdir() if p.is_dir()):
+            index.folders += 1
+            parts = path.name.split("-", 2)
+            if len(parts) == 3:
+                index.runs.setdefault(parts[1], path)  # as run_folder: the first in name order
+        return index
+
+    def add(self, trial_id: str, folder: Path) -> None:
+        self.runs[trial_id] = folder
+        self.folders += 1
+
+
 class TensorBoardCallback(Callback):
     """Writes the experiment summary, grouped scalars and an HParams session per trial.
 
@@ -239,10 +266,11 @@ class TensorBoardCallback(Callback):
         self._last_rung: dict[str, float] = {}
         self._has_session: dict[str, bool] = {}
         self._folders: dict[str, Path] = {}
+        self._indexes: dict[str, _RootIndex] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks into tuner.pkl
         state = self.__dict__.copy()
-        state.update(_writers={}, _last_step={}, _last_rung={}, _has_session={}, _folders={})
+        state.update(_writers={}, _last_step={}, _last_rung={}, _has_session={}, _folders={}, _indexes={})
         return state
 
     def _root(self, trial: Any) -> Path:
@@ -257,16 +285,27 @@ class TensorBoardCallback(Callback):
     def _folder(self, trial: Any) -> Path:
         if trial.trial_id not in self._folders:
             root = self._root(trial)
-            existing = run_folder(root, trial.trial_id)
+            index = self._index(root)
+            existing = index.runs.get(trial.trial_id)
             if existing is None:
                 root.mkdir(parents=True, exist_ok=True)
-                if not list(root.glob("events.out.tfevents.*")):
+                if not index.experiment:
                     self._write_experiment(root)
-                index = len([p for p in root.iterdir() if p.is_dir()])
+                    index.experiment = True
                 train, _ = split_trial_config(trial.config or {})
-                existing = root / f"{index:02d}-{trial.trial_id}-{slug(describe(train))}"
+                existing = root / f"{index.folders:02d}-{trial.trial_id}-{slug(describe(train))}"
+                index.add(trial.trial_id, existing)
             self._folders[trial.trial_id] = existing
         return self._folders[trial.trial_id]
+
+    def _index(self, root: Path) -> _RootIndex:
+        """The runs in ``root``, read from disk once per process (a resumed search finds its
+        earlier trials' folders), then kept up to date here: a new trial costs no listing of a
+        folder that grows with the number of trials."""
+        key = str(root)
+        if key not in self._indexes:
+            self._indexes[key] = _RootIndex.read(root)
+        return self._indexes[key]
 
     @staticmethod
     def _write_experiment(root: Path) -> None:
