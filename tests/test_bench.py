@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 
 from raysearch.commands.bench import (
+    SEARCH_OVERHEAD_TARGET,
     Case,
     attack_limit,
     attack_target,
@@ -118,4 +119,4 @@ def test_quick_bench_with_the_search(capsys: pytest.CaptureFixture[str]) -> None
     assert 0 < result["search_overhead"] <= 1
     assert result["search"]["trials"] == settings("cpu", quick=True).search_samples
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["search_overhead"] == result["search_overhead"]
-    assert result["search"]["target"] == 0.9
+    assert result["search"]["target"] == SEARCH_OVERHEAD_TARGET == 0.95
