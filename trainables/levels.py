@@ -49,7 +49,7 @@ class LevelProgress:
     spent_backprops: int = 0
     spent_seconds: float = 0.0
     state_level: int = -1
-    spent_eval_seconds: float = 0.0  # evaluation seconds of the finished levels (0.3 checkpoints lack it)
+    spent_eval_seconds: float = 0.0  # evaluation seconds of the finished levels (0.2 checkpoints lack it)
 
     def next_level(self, backprops: int, train_seconds: float, eval_seconds: float) -> LevelProgress:
         """The progress once this level's run ended with that cost: the next level, from its start."""
@@ -82,12 +82,9 @@ def level_report(run: Run, record: dict[str, Any], at: LevelAt,
     """(the record, the trial's metrics beside it, the progress to checkpoint) after an epoch of
     a level's run: what a trial reports, the same for one process and for Ray Train workers."""
     done = run.finished
-    spent = progress.spent_backprops + run.cost.backprops
-    seconds = progress.spent_seconds + run.cost.train_seconds
-    eval_seconds = progress.spent_eval_seconds + run.cost.eval_seconds
+    spent = progress.next_level(run.cost.backprops, run.cost.train_seconds, run.cost.eval_seconds)  # with this run
     promoted = done and not at.last and run.status == Status.COMPLETED
-    after = dataclasses.replace(progress.next_level(run.cost.backprops, run.cost.train_seconds, run.cost.eval_seconds)
-                                if promoted else progress, level=at.level + promoted, state_level=at.level)
+    after = dataclasses.replace(spent if promoted else progress, level=at.level + promoted, state_level=at.level)
     if promoted:  # the level's run ended; the trial goes on (or the scheduler stops it: pruned)
         record = {**record, "status": Status.RUNNING.value}
     # A trial's rungs are the ends of the levels it ran: a paper default, which starts at the
@@ -96,7 +93,8 @@ def level_report(run: Run, record: dict[str, Any], at: LevelAt,
     extra = {
         "level": at.level, "levels": len(at.levels), "level_end": done, "full_fidelity": at.last,
         "fidelity": fidelity_value(milestone, at.reduction_factor) if milestone >= 0 else 0.0,
-        "trial_backprops": spent, "trial_train_seconds": seconds, "trial_eval_seconds": eval_seconds,
+        "trial_backprops": spent.spent_backprops, "trial_train_seconds": spent.spent_seconds,
+        "trial_eval_seconds": spent.spent_eval_seconds,
         "trial_epoch": at.epochs_before() + run.epoch,
         "level_epochs": run.config.epochs, "level_data_fraction": run.config.data_fraction,
     }
