@@ -57,6 +57,20 @@ def _number(text: str) -> float:
     return value
 
 
+def _bench_parser(commands: Any) -> None:
+    """The ``bench`` command's arguments."""
+    p = commands.add_parser("bench", help="measure attack efficiency, overheads, the search's economics, GPU paths")
+    p.add_argument("--json", action="store_true", help="print all figures as one JSON object, last")
+    p.add_argument("--quick", action="store_true", help="a run of seconds: small_cnn only, fewer repetitions")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--search", action="store_true",
+                      help="compare today's search with the new default on the demo (minutes per search seed)")
+    what.add_argument("--smoke", action="store_true", help="exercise every GPU path once (CUDA checks skip on a CPU)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="with --search: search seeds per row (default 3)")
+    p.add_argument("--parts", type=_bench_parts, default=None, metavar="PART[,PART]",
+                   help="measure only these: attack, overhead, search, trials, gpu (default: all)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="raysearch",
@@ -94,16 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_positive_int, default=None, help="seeds per recipe, the search's own run included")
     p.add_argument("--attacks", default=None, help="test-split attacks, e.g. pgd50x10 (default: the experiment's)")
 
-    p = commands.add_parser("bench", help="measure attack efficiency, overheads, the search's economics, GPU paths")
-    p.add_argument("--json", action="store_true", help="print all figures as one JSON object, last")
-    p.add_argument("--quick", action="store_true", help="a run of seconds: small_cnn only, fewer repetitions")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--search", action="store_true",
-                      help="compare today's search with the new default on the demo (minutes per search seed)")
-    what.add_argument("--smoke", action="store_true", help="exercise every GPU path once (CUDA checks skip on a CPU)")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="with --search: search seeds per row (default 3)")
-    p.add_argument("--parts", type=_bench_parts, default=None, metavar="PART[,PART]",
-                   help="measure only these: attack, overhead, search, trials, gpu (default: all)")
+    _bench_parser(commands)
 
     p = commands.add_parser("report", help="write report.md, pareto.png, schedules.png, trials.csv and best.yaml")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a search (runs/<name>)")
@@ -164,9 +169,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.smoke:
         from raysearch.commands.smoke import smoke
 
-        figures = smoke()
-        if args.json:
-            print(json.dumps(figures, default=str), flush=True)
+        smoke(json_output=args.json)
         return 0
     from raysearch.commands.bench import PARTS, bench
 

@@ -9,19 +9,13 @@ import pytest
 import torch
 from rich.console import Console
 
-from raysearch.commands.bench import (
-    SEARCH_OVERHEAD_TARGET,
-    Case,
-    attack_limit,
-    attack_target,
-    bench,
-    measure_precisions,
-    measure_sharing,
-    non_model_share,
-    print_report,
-    search_overhead_fraction,
-    settings,
-)
+from raysearch.benchmarks.attack import attack_limit, attack_target, non_model_share
+from raysearch.benchmarks.cases import Case, settings
+from raysearch.benchmarks.gpu import measure_precisions, measure_sharing
+from raysearch.benchmarks.search_overhead import SEARCH_OVERHEAD_TARGET
+from raysearch.benchmarks.tables import print_report
+from raysearch.commands.bench import bench
+from raysearch.rundir.outcomes import search_overhead_fraction
 from trainables.registry import ConfigError
 
 

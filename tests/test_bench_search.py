@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from raysearch.commands.bench_search import DEFAULT_VARIANTS, VARIANTS, spearman
+from raysearch.benchmarks.economics import DEFAULT_VARIANTS, VARIANTS, spearman
 
 
 def test_spearman_by_hand_with_ties() -> None:
@@ -60,7 +60,7 @@ def test_quick_comparison_prints_the_contract_keys_last(capsys: pytest.CaptureFi
 
 @pytest.mark.slow
 def test_each_fidelity_level_is_correlated_with_the_confirmed_full_runs(tmp_path) -> None:
-    from raysearch.commands.bench_search import QUICK, measure_fidelity
+    from raysearch.benchmarks.economics import QUICK, measure_fidelity
     from raysearch.tuning.resources import ray_session
 
     with ray_session():

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from raysearch.commands.bench_trials import (
+from raysearch.benchmarks.trial_overhead import (
     DriverClock,
     driver_seconds_per_trial,
     measure_trial_overhead,

@@ -12,19 +12,19 @@ from typing import Any
 import pytest
 import torch
 
-from raysearch.commands.evaluate import (
-    AUTOATTACK_MISSING,
-    Attack,
+from raysearch.commands.evaluate import evaluate
+from raysearch.pipeline.evaluation import AUTOATTACK_MISSING
+from raysearch.pipeline.masking_checks import (
     check_epsilon,
     check_more_steps,
     check_order,
-    evaluate,
-    parse_attacks,
     sanity_checks,
 )
+from raysearch.pipeline.targets import config_near, weights_in
+from trainables.evaluation import Attack, parse_attacks
 from trainables.registry import ConfigError
 
-ev = importlib.import_module("raysearch.commands.evaluate")
+evaluation = importlib.import_module("raysearch.pipeline.evaluation")  # where evaluate_model looks up autoattack
 
 
 # ---------------------------------------------------------------------------- attack names
@@ -92,7 +92,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_evaluate_a_checkpoint_folder(checkpoint: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(ev, "autoattack_available", lambda: False)
+    monkeypatch.setattr(evaluation, "autoattack_available", lambda: False)
     result = evaluate(checkpoint, attacks="pgd20x2,cw5,autoattack", examples=30, device="cpu")
     (row,) = result.rows
     assert row["examples"] == 30 and row["model"] == "out" and row["recipe"].startswith("FGSM-RS")
@@ -112,7 +112,7 @@ def test_evaluate_a_checkpoint_folder(checkpoint: Path, monkeypatch: pytest.Monk
 
 
 def test_file_targets_and_bad_input(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ev, "autoattack_available", lambda: False)
+    monkeypatch.setattr(evaluation, "autoattack_available", lambda: False)
     by_folder = evaluate(checkpoint, attacks="pgd5", examples=20, progress=False).rows[0]
     by_file = evaluate(checkpoint / "state.pt", attacks="pgd5", examples=20, progress=False).rows[0]
     assert {k: by_file[k] for k in ("clean", "pgd10", "pgd5")} == {k: by_folder[k] for k in ("clean", "pgd10", "pgd5")}
@@ -138,7 +138,7 @@ def test_file_targets_and_bad_input(checkpoint: Path, monkeypatch: pytest.Monkey
 ])
 def test_the_checkpoint_rule_decides_which_weights_a_folder_gives(
         checkpoint: Path, config: dict[str, Any], status: str | None, weights: str, key: str | None, which: str) -> None:
-    folder, path, state_key, picked = ev._weights_in(checkpoint, config, status)
+    folder, path, state_key, picked = weights_in(checkpoint, config, status)
     assert (folder, path.name, state_key, picked) == (checkpoint, weights, key, which)
 
 
@@ -156,7 +156,7 @@ def test_autoattack_runs_through_the_authors_package_and_is_not_weaker_than_apgd
     from trainables.data import load_dataset, materialize
     from trainables.models import build_model
 
-    cfg = parse_config(ev._config_near(checkpoint))
+    cfg = parse_config(config_near(checkpoint))
     data = load_dataset(cfg.dataset, cfg.data_root)
     test = materialize(data.test, 16)
     model = build_model(cfg.model, data.num_classes, data.input_shape, data.mean, data.std)

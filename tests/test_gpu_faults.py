@@ -125,7 +125,8 @@ def crashing_worker(*args: Any) -> None:
 
 
 def test_the_sharing_bench_gives_up_on_a_dead_worker_within_its_timeout() -> None:
-    from raysearch.commands.bench import Case, measure_sharing
+    from raysearch.benchmarks.cases import Case
+    from raysearch.benchmarks.gpu import measure_sharing
 
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="exited with code 3"):

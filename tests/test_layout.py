@@ -192,3 +192,34 @@ def test_importing_raysearch_and_its_cli_starts_nothing_heavy() -> None:
             "print(sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # a mistyped command answers in a fraction of a second
+
+
+COMMAND_LINES, FUNCTION_LINES = 250, 60  # issue 25: commands stay thin, functions stay readable
+
+
+def _function_lengths(source: str) -> list[tuple[int, str]]:
+    """(lines from the first decorator to the last line, name) of every function in ``source``."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            out.append((node.end_lineno - start + 1, f"{node.name}:{node.lineno}"))
+    return out
+
+
+def test_commands_are_thin() -> None:
+    long = {p.name: n for p in (ROOT / "raysearch" / "commands").glob("*.py")
+            if (n := len(p.read_text().splitlines())) > COMMAND_LINES}
+    assert not long, f"commands over {COMMAND_LINES} lines (move the work into raysearch/pipeline): {long}"
+
+
+def test_no_function_is_longer_than_sixty_lines() -> None:
+    long = [f"{p.relative_to(ROOT)}:{name} ({n} lines)" for package in ("raysearch", "trainables", "search_spaces")
+            for p in sorted((ROOT / package).rglob("*.py")) for n, name in _function_lengths(p.read_text())
+            if n > FUNCTION_LINES]
+    assert not long, f"functions over {FUNCTION_LINES} lines: {long}"
+
+
+def test_the_length_rule_counts_decorators_and_bodies() -> None:
+    source = "@decorator\ndef f():\n" + "    x = 1\n" * 60 + "\ndef g():\n    pass\n"
+    assert sorted(_function_lengths(source)) == [(2, "g:64"), (62, "f:2")]

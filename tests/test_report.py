@@ -15,7 +15,8 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from raysearch.commands.report import pareto_front, report
+from raysearch.commands.report import report
+from raysearch.reporting.run_report import pareto_front
 from raysearch.rundir.results import OPTUNA_STATE, best_trial, load_run
 from trainables.status import Status
 

@@ -18,6 +18,9 @@ feasible trial ranks before every infeasible one, and infeasible ones by how far
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 REFERENCE_K = 10
 DIVERGED_OBJECTIVE = 10.0  # a finite penalty Optuna and ASHA can rank
 TARGET_INFEASIBLE = 5.0  # above any cost in reference runs a K <= 50 recipe reaches, below DIVERGED
@@ -43,3 +46,15 @@ def target_objective(robust_acc: float, cost: float, reference_cost: float, targ
     ``TARGET_INFEASIBLE`` + the shortfall (see the module docstring)."""
     shortfall = target_shortfall(robust_acc, target)
     return cost / reference_cost if shortfall <= 0 else TARGET_INFEASIBLE + shortfall
+
+
+def non_dominated(points: Sequence[Sequence[float]]) -> list[int]:
+    """The one Pareto rule, all coordinates minimized: indices of the points no other point
+    dominates (at most as large in every coordinate, smaller in one). Equal points do not
+    dominate each other, so both stay; a point with a NaN is never on the front and dominates none."""
+    usable = [i for i, p in enumerate(points) if all(math.isfinite(x) for x in p)]
+
+    def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+    return [i for i in usable if not any(dominates(points[j], points[i]) for j in usable if j != i)]

@@ -72,6 +72,28 @@ def train(
         >>> result.summary["backprops"], result.out_dir  # doctest: +SKIP
     """
     from raysearch._version import __version__
+    from trainables.checkpoint import save_run
+    from trainables.engine import start_run
+
+    exp = _experiment(experiment, overrides, model, dataset)
+    config = exp.train_config
+    # Loads the data and builds the model: a missing dataset or an unknown model is a
+    # ConfigError here, before any file is written or any training starts.
+    run = start_run(config)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = _writable_dir(Path(out_dir) if out_dir else Path("runs") / f"train-{exp.name}-{stamp}")
+    (out / "config.yaml").write_text(yaml.safe_dump(
+        {"raysearch_version": __version__, "name": exp.name, **config.to_flat()}, sort_keys=False))
+    _train_epochs(run, out, _Progress(progress, config.epochs, run.batches_per_epoch))
+    save_run(run, out)
+    summary = run.summary()
+    summary["out_dir"] = str(out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return TrainResult(summary=summary, out_dir=out, config=config)
+
+
+def _experiment(experiment: str | os.PathLike[str], overrides: Iterable[str], model: Any, dataset: Any) -> Any:
+    """The experiment with its overrides, the user's own model and dataset registered."""
     from raysearch.rundir.experiment import load_experiment
     from trainables.trial import plugin_reference, register_plugins
 
@@ -82,24 +104,16 @@ def train(
                 value, plugins = plugin_reference(kind, value)
                 register_plugins(plugins)
             extra.append(f"{kind}={value}")
-    exp = load_experiment(Path(experiment), extra)
-    config = exp.train_config
+    return load_experiment(Path(experiment), extra)
 
+
+def _train_epochs(run: Any, out: Path, console: _Progress) -> None:
+    """Train ``run`` to its end: TensorBoard scalars per epoch under ``out``, progress on ``console``."""
     from torch.utils.tensorboard import SummaryWriter
 
     from raysearch.tuning.tensorboard import SCALARS
-    from trainables.checkpoint import save_run
-    from trainables.engine import start_run
 
-    # Loads the data and builds the model: a missing dataset or an unknown model is a
-    # ConfigError here, before any file is written or any training starts.
-    run = start_run(config)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = _writable_dir(Path(out_dir) if out_dir else Path("runs") / f"train-{exp.name}-{stamp}")
-    (out / "config.yaml").write_text(yaml.safe_dump(
-        {"raysearch_version": __version__, "name": exp.name, **config.to_flat()}, sort_keys=False))
     writer = SummaryWriter(str(out / "tensorboard"))
-    console = _Progress(progress, config.epochs, run.batches_per_epoch)
     try:
         while not run.finished:
             record = run.step(on_batch=console.batch)
@@ -110,11 +124,6 @@ def train(
     finally:
         writer.close()
         console.close()
-    save_run(run, out)
-    summary = run.summary()
-    summary["out_dir"] = str(out)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return TrainResult(summary=summary, out_dir=out, config=config)
 
 
 class _Progress:

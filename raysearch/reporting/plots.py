@@ -81,6 +81,28 @@ def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     points = [(t, metric(t, "backprops"), metric(t, "robust_acc")) for t in run.trials]
     points = [(t, x, y) for t, x, y in points if x > 0 and not math.isnan(y)]
+    xs_all = [x for _, x, _ in points] + ([run.reference_backprops] if run.reference_backprops else [])
+    _pareto_points(ax, run, points, flags, xs_all)
+    log = _cost_axis(ax, xs_all)
+    _pareto_labels(ax, run, points)
+    if run.reference_backprops:
+        _budget_axis(ax, run.reference_backprops, log)
+    ax.set_xlabel("training cost: backprops (cumulative backward passes)")
+    ax.set_ylabel(_eval_label(run))
+    ax.set_title(_title(run, "robustness vs. training compute"), fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
+    else:
+        ax.text(0.5, 0.5, "no trial reported a result", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _pareto_points(ax: Any, run: RunInfo, points: list[tuple[TrialRecord, float, float]], flags: list[bool],
+                   xs_all: list[float]) -> None:
+    """The trials by status, the front as a step line and the PGD-10 budget as a vertical line."""
     for status, (color, marker, label) in STATUS_STYLE.items():
         group = [(x, y) for t, x, y in points if t.status.value == status]
         if group:
@@ -88,7 +110,6 @@ def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
             ax.scatter(xs, ys, c=color, marker=marker, s=36, alpha=0.85, label=f"{label} ({len(group)})", zorder=3)
     on_front = {t.trial_id for t, on in zip(run.trials, flags, strict=True) if on}
     front = sorted((x, y) for t, x, y in points if t.trial_id in on_front)
-    xs_all = [x for _, x, _ in points] + ([run.reference_backprops] if run.reference_backprops else [])
     if front:
         fx, fy = zip(*front, strict=True)
         right = max(xs_all) * 1.05
@@ -98,6 +119,10 @@ def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
     if run.reference_backprops:
         ax.axvline(run.reference_backprops, color="dimgray", ls="--", lw=1.2, zorder=1,
                    label=f"PGD-10 budget: 11·M·epochs = {run.reference_backprops:,} backprops")
+
+
+def _cost_axis(ax: Any, xs_all: list[float]) -> bool:
+    """Plain numbers on the cost axis, log-scaled when the costs span more than 10×; whether it is."""
     from matplotlib.ticker import FuncFormatter, LogLocator, PercentFormatter
 
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
@@ -109,7 +134,11 @@ def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
     ax.xaxis.set_major_formatter(plain)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.autoscale_view()
+    return log
 
+
+def _pareto_labels(ax: Any, run: RunInfo, points: list[tuple[TrialRecord, float, float]]) -> None:
+    """The paper defaults as labelled stars and the best trial circled."""
     labelled = [t for t, _, _ in points if t.warm_start]
     texts = [(t.warm_start or "") + ("" if t.status == Status.COMPLETED else f" [{t.status.value}]") for t in labelled]
     anchors = [(metric(t, "backprops"), metric(t, "robust_acc")) for t in labelled]
@@ -124,31 +153,24 @@ def plot_pareto(run: RunInfo, path: Path, flags: list[bool]) -> None:
         ax.scatter([metric(best, "backprops")], [metric(best, "robust_acc")], s=340, facecolors="none",
                    edgecolors="crimson", lw=2, zorder=6,
                    label=f"best (lowest objective): {describe(best.config)}, trial {best.trial_id}")
-    if run.reference_backprops:
-        ref = run.reference_backprops
-        def to_fraction(b: Any) -> Any:
-            return b / ref
 
-        def to_backprops(r: Any) -> Any:
-            return r * ref
 
-        top = ax.secondary_xaxis("top", functions=(to_fraction, to_backprops))
-        if log:
-            top.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
-        top.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-        top.set_xlabel("fraction of the PGD-10 budget", fontsize=8)
-    ax.set_xlabel("training cost: backprops (cumulative backward passes)")
-    ax.set_ylabel(_eval_label(run))
-    ax.set_title(_title(run, "robustness vs. training compute"), fontsize=10)
-    ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best", framealpha=0.85)
-    else:
-        ax.text(0.5, 0.5, "no trial reported a result", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+def _budget_axis(ax: Any, ref: int, log: bool) -> None:
+    """A top axis in fractions of the PGD-10 budget."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def to_fraction(b: Any) -> Any:
+        return b / ref
+
+    def to_backprops(r: Any) -> Any:
+        return r * ref
+
+    top = ax.secondary_xaxis("top", functions=(to_fraction, to_backprops))
+    if log:
+        top.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+    top.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    top.set_xlabel("fraction of the PGD-10 budget", fontsize=8)
 
 
 def _schedule_trials(run: RunInfo, top: int = 3) -> list[tuple[TrialRecord, int | None]]:

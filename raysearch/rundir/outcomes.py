@@ -87,3 +87,20 @@ class ConfirmResult:
 
 
 __all__ = ["ConfirmResult", "SearchResult", "search_overhead_fraction"]
+
+
+@dataclass
+class EvaluationResult:
+    """What ``raysearch evaluate`` leaves: one row per model (accuracy by attack name, plus label,
+    recipe, examples, seconds), gradient-masking warnings, attacks skipped (with why) and the
+    files written."""
+
+    target: str
+    rows: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    csv_path: Path | None = None
+    md_path: Path | None = None
+
+
+__all__ += ["EvaluationResult"]

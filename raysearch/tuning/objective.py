@@ -16,7 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trainables.objective import DIVERGED_OBJECTIVE, reference_backprops, tradeoff_objective
+from trainables.objective import (
+    DIVERGED_OBJECTIVE,
+    non_dominated,
+    reference_backprops,
+    tradeoff_objective,
+)
 
 METRIC = "objective"
 MODE = "min"
@@ -57,11 +62,7 @@ def metric_names(objective: str, cost_weight: float = 0.1) -> list[str]:
 
 def pareto_front(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = tuple(PARETO_METRICS),
                  modes: Sequence[str] = tuple(PARETO_MODES)) -> list[int]:
-    """Indices of the rows no other row dominates (better or equal in all, better in one)."""
+    """Indices of the rows no other row dominates (better or equal in all, better in one;
+    :func:`trainables.objective.non_dominated`)."""
     signs = [1.0 if m == "min" else -1.0 for m in modes]
-    points = [[s * float(row[m]) for m, s in zip(metrics, signs, strict=True)] for row in rows]
-
-    def dominates(a: list[float], b: list[float]) -> bool:
-        return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
-
-    return [i for i, p in enumerate(points) if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
+    return non_dominated([[s * float(row[m]) for m, s in zip(metrics, signs, strict=True)] for row in rows])

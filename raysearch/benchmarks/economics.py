@@ -1,4 +1,5 @@
-"""``raysearch bench --search``: what a whole answer costs and what it is worth, measured.
+"""The search's economics (``raysearch bench --search``): what a whole answer costs and what it
+is worth, measured.
 
 Searches of the demo experiment (same data, epochs, trade-off objective), each with ``seeds``
 search seeds, side by side, each *with its own confirmation* (the answer a user gets):
@@ -104,8 +105,8 @@ def _pick(variant: str, stats: Sequence[Any], summary: dict[str, Any]) -> Any:
 
 def run_variant(variant: str, seed: int, storage: str, extra: Sequence[str], confirm_seeds: int) -> SearchRow:
     """One search of the demo with its own confirmation, and the pick measured alike for every variant."""
-    from raysearch.commands.confirm import run_confirmation
-    from raysearch.commands.search import search
+    from raysearch.pipeline.confirmation import run_confirmation
+    from raysearch.pipeline.run import search
     from raysearch.reporting.stats import payback_trainings
 
     overrides = [*VARIANTS[variant], f"search.seed={seed}", f"search.confirm.seeds={confirm_seeds}", *extra]
@@ -147,8 +148,8 @@ def _new_budget(extra: Sequence[str]) -> float | None:
 def measure_fidelity(recipes: int, confirm_seeds: int, seed: int, storage: str, extra: Sequence[str]) -> dict[str, Any]:
     """Every level's validation objective of ``recipes`` random recipes against their confirmed
     full-fidelity objective (Spearman per level)."""
-    from raysearch.commands.confirm import run_confirmation
-    from raysearch.commands.search import search
+    from raysearch.pipeline.confirmation import run_confirmation
+    from raysearch.pipeline.run import search
 
     overrides = ["search.algorithm=random", "search.scheduler=none", "search.budget=null", "search.warm_start=false",
                  f"search.seed={seed}", "search.confirm.top=0", "search.reuse=false", *extra]

@@ -1,4 +1,4 @@
-"""``raysearch bench``'s trial-overhead part: what a search costs around its trials.
+"""Trial overhead (``raysearch bench --parts trials``): what a search costs around its trials.
 
 The demo search, shrunk to many *tiny* trials (one epoch of two batches, evaluated on 32
 examples, no scheduler, no budget), run through the whole search path (Optuna, the callbacks,
@@ -62,7 +62,7 @@ def measure_trial_overhead(trials: int = TRIALS, storage: str | None = None) -> 
     """Run ``trials`` tiny trials of the demo and return the figures of the module docstring."""
     import ray
 
-    from raysearch.commands.search import search
+    from raysearch.pipeline.run import search
 
     clock = DriverClock()
     started = not ray.is_initialized()
