@@ -20,6 +20,7 @@ from optuna.trial import FixedTrial
 
 from search_spaces.joint import BRANCH_KEY, SPACES, namespaced, strip_search_keys
 from trainables.config import EPS_8, flatten, parse_number
+from trainables.labels import REFERENCE_LABEL
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def _defaults(epsilon: float) -> list[tuple[str, str, dict[str, Any]]]:
             "attack_bn": "eval",
         }),
         # Madry et al. / fast_adversarial train_pgd.py: alpha * K = 2.5 eps, train-mode BN.
-        ("PGD-10", "baselines", {"method": "pgd", "k": 10, "attack_bn": "train"}),
+        (REFERENCE_LABEL, "baselines", {"method": "pgd", "k": 10, "attack_bn": "train"}),
     ]
 
 

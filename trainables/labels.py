@@ -19,6 +19,8 @@ from typing import Any
 from trainables.config import parse_config
 from trainables.registry import ConfigError
 
+REFERENCE_LABEL = "PGD-10"  # the reference recipe's warm-start label: costs are counted in its runs
+
 
 def describe(config: Mapping[str, Any]) -> str:
     """A short label for the recipe of ``config`` (flat or nested training keys)."""

@@ -55,6 +55,21 @@ def plugin_reference(kind: str, value: Any) -> tuple[str, tuple[tuple[str, str, 
     return name, ((kind, name, value),)
 
 
+def plugin_overrides(model: Any, dataset: Any) -> tuple[list[str], tuple[tuple[str, str, Any], ...]]:
+    """The API's own model and dataset as ``--set`` overrides (``model=…``, ``dataset=…``) and
+    the plug-ins to register for the callables among them (:func:`plugin_reference`)."""
+    extra: list[str] = []
+    plugins: tuple[tuple[str, str, Any], ...] = ()
+    for kind, value in (("model", model), ("dataset", dataset)):
+        if value is None:
+            continue
+        if callable(value):
+            value, registered = plugin_reference(kind, value)
+            plugins += registered
+        extra.append(f"{kind}={value}")
+    return extra, plugins
+
+
 def enter_trial(config: dict[str, Any], setup: TrialSetup | None) -> tuple[TrialSetup, dict[str, Any], dict[str, Any]]:
     """What every trial function does first: its setup (default: one CPU process), the API's
     plug-ins registered in this process, and the config split into training keys and controls."""

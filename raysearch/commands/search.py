@@ -14,12 +14,13 @@ from raysearch.pipeline.launch import Launched, launch
 from raysearch.pipeline.launch import init_ray as _init_ray
 from raysearch.pipeline.launch import write_start as _write_start
 from raysearch.pipeline.plan import CHECKPOINT_HEADROOM, SearchPlan, check_disk, plan
-from raysearch.pipeline.reuse import REFERENCE_LABEL, Prior, find_reusable
+from raysearch.pipeline.reuse import Prior, find_reusable
 from raysearch.pipeline.run import search
 from raysearch.pipeline.stages import POPULATION_TRAINABLE, storage_failed
 from raysearch.pipeline.study import study_place as _study
 from raysearch.rundir.known import identity as _comparable
 from raysearch.rundir.outcomes import SearchResult, search_overhead_fraction
+from trainables.labels import REFERENCE_LABEL
 
 __all__ = ["CHECKPOINT_HEADROOM", "Launched", "POPULATION_TRAINABLE", "Prior", "REFERENCE_LABEL", "SearchPlan",
            "SearchResult", "_comparable", "_init_ray", "_search_cost", "_study", "_write_start", "abs_data_root",

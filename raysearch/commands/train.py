@@ -95,16 +95,11 @@ def train(
 def _experiment(experiment: str | os.PathLike[str], overrides: Iterable[str], model: Any, dataset: Any) -> Any:
     """The experiment with its overrides, the user's own model and dataset registered."""
     from raysearch.rundir.experiment import load_experiment
-    from trainables.trial import plugin_reference, register_plugins
+    from trainables.trial import plugin_overrides, register_plugins
 
-    extra = list(overrides)
-    for kind, value in (("model", model), ("dataset", dataset)):
-        if value is not None:
-            if callable(value):
-                value, plugins = plugin_reference(kind, value)
-                register_plugins(plugins)
-            extra.append(f"{kind}={value}")
-    return load_experiment(Path(experiment), extra)
+    extra, plugins = plugin_overrides(model, dataset)
+    register_plugins(plugins)
+    return load_experiment(Path(experiment), [*overrides, *extra])
 
 
 def _train_epochs(run: Any, out: Path, console: _Progress) -> None:

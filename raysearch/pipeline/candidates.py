@@ -15,9 +15,9 @@ from typing import Any
 from raysearch.rundir.known import config_hash
 from raysearch.rundir.records import TrialRecord
 from raysearch.rundir.results import RunInfo, finished_runs, ranked
-from trainables.labels import describe
+from trainables.labels import REFERENCE_LABEL, describe
 
-REFERENCE = "PGD-10"
+REFERENCE = REFERENCE_LABEL
 
 
 @dataclass(frozen=True)

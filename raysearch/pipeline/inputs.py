@@ -61,17 +61,10 @@ def resumed_experiment(resume: str | Path) -> tuple[Experiment, Place]:
 
 def new_experiment(asked: Asked) -> tuple[Experiment, Place, tuple[tuple[str, str, Any], ...]]:
     """The experiment ``asked`` for, its new run directory and the plug-ins it registered."""
-    from trainables.trial import plugin_reference
+    from trainables.trial import plugin_overrides
 
-    extra, plugins = list(asked.overrides), ()
-    for kind, value in (("model", asked.model), ("dataset", asked.dataset)):
-        if value is None:
-            continue
-        if callable(value):
-            value, registered = plugin_reference(kind, value)
-            plugins += registered
-        extra.append(f"{kind}={value}")
-    exp = load_experiment(asked.experiment, extra).replace_search(
+    extra, plugins = plugin_overrides(asked.model, asked.dataset)
+    exp = load_experiment(asked.experiment, [*asked.overrides, *extra]).replace_search(
         samples=asked.samples, gpus_per_trial=asked.gpus_per_trial, cpus_per_trial=asked.cpus_per_trial,
         time_attr=asked.time_attr, study_storage=asked.study_storage)
     if asked.trainable:

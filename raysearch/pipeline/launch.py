@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 from raysearch._version import __version__
 from raysearch.pipeline.plan import SearchPlan
-from raysearch.pipeline.reuse import REFERENCE_LABEL, Prior, copy_reused
+from raysearch.pipeline.reuse import Prior, copy_reused
 from raysearch.pipeline.stages import reference_record, search_tuner
 from raysearch.rundir.experiment import Experiment
 from raysearch.rundir.results import EXPERIMENT_FILE
 from raysearch.rundir.storage import is_uri, join, write_text
 from raysearch.rundir.summary import write_summary
 from raysearch.tuning.tuner import INTERRUPT, fit, quiet_tune
+from trainables.labels import REFERENCE_LABEL
 from trainables.registry import ConfigError
 from trainables.status import Status
 

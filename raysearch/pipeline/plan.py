@@ -25,10 +25,11 @@ from raysearch.pipeline.inputs import (
     resumed_experiment,
     shared_train,
 )
-from raysearch.pipeline.reuse import REFERENCE_LABEL, Prior, reused_priors
+from raysearch.pipeline.reuse import Prior, reused_priors
 from raysearch.pipeline.study import study_place
 from raysearch.rundir.experiment import Experiment
 from raysearch.rundir.storage import free_bytes, is_uri
+from trainables.labels import REFERENCE_LABEL
 from trainables.registry import ConfigError
 
 CHECKPOINT_HEADROOM = 4  # a trial keeps two checkpoints; room for twice that is asked for

@@ -19,8 +19,6 @@ from raysearch.rundir.records import TrialRecord
 from raysearch.rundir.results import EXPERIMENT_FILE, finished_runs, load_run
 from raysearch.rundir.storage import is_uri
 
-REFERENCE_LABEL = "PGD-10"
-
 
 @dataclass
 class Prior:

@@ -13,11 +13,12 @@ from typing import Any
 from raysearch._version import __version__
 from raysearch.pipeline.inputs import problem_hash
 from raysearch.pipeline.plan import SearchPlan
-from raysearch.pipeline.reuse import REFERENCE_LABEL, Prior, prior_trials
+from raysearch.pipeline.reuse import Prior, prior_trials
 from raysearch.rundir.experiment import DEFAULT_TRAINABLE
 from raysearch.rundir.records import TrialRecord
 from raysearch.rundir.storage import is_uri, join
 from raysearch.tuning.tuner import INTERRUPT, fit
+from trainables.labels import REFERENCE_LABEL
 
 POPULATION_TRAINABLE = "trainables.population:population_trainable"
 

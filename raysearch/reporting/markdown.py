@@ -14,7 +14,7 @@ from typing import Any
 from raysearch.reporting.run_report import fmt, pct, ratio
 from raysearch.rundir.records import TrialRecord, finite
 from raysearch.rundir.results import RunInfo, metric
-from trainables.labels import describe
+from trainables.labels import REFERENCE_LABEL, describe
 from trainables.status import Status
 
 TRIALS_CSV, PARETO_PNG, SCHEDULES_PNG = "trials.csv", "pareto.png", "schedules.png"
@@ -61,7 +61,7 @@ def headline(run: RunInfo, best: TrialRecord | None, comparisons: list[dict[str,
     lines += [f"- {_comparison_line(c)}" for c in comparisons]
     unfinished = [t for t in run.trials if t.warm_start and not (t.status == Status.COMPLETED and t.full_fidelity)]
     lines += [f"- {t.warm_start} did not finish ({t.status.value}): not compared." for t in unfinished]
-    if not any(t.warm_start == "PGD-10" for t in run.trials) and best.warm_start != "PGD-10":
+    if not any(t.warm_start == REFERENCE_LABEL for t in run.trials) and best.warm_start != REFERENCE_LABEL:
         lines.append("- PGD-10 itself was not run in this search; its budget is "
                      f"{run.reference_backprops or 'unknown'} backprops.")
     return lines

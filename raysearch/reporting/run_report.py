@@ -15,7 +15,7 @@ import yaml
 
 from raysearch.rundir.records import TrialRecord, finite
 from raysearch.rundir.results import RunInfo, metric, ranked
-from trainables.labels import describe
+from trainables.labels import REFERENCE_LABEL, describe
 from trainables.objective import non_dominated
 from trainables.status import Status
 
@@ -167,7 +167,7 @@ def comparisons(run: RunInfo, best: TrialRecord) -> list[dict[str, Any]]:
     """The best recipe against every paper default that finished its run (never a cut-short one)."""
     defaults = sorted((t for t in run.trials if t.warm_start and t is not best and t.metrics
                        and t.status == Status.COMPLETED and t.full_fidelity),
-                      key=lambda t: (t.warm_start != "PGD-10", t.warm_start or ""))
+                      key=lambda t: (t.warm_start != REFERENCE_LABEL, t.warm_start or ""))
     return [compare(best, t) for t in defaults]
 
 

@@ -20,7 +20,7 @@ from raysearch.reporting.stats import (
     robustness_claim,
     target_claim,
 )
-from trainables.labels import describe
+from trainables.labels import REFERENCE_LABEL, describe
 from trainables.status import Status
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from raysearch.rundir.outcomes import ConfirmResult, SearchResult
     from raysearch.rundir.records import TrialRecord
 
-REFERENCE = "PGD-10"
+REFERENCE = REFERENCE_LABEL
 
 
 def _fmt(value: Any) -> str:
