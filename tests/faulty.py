@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from trainables.trainable import guard_failed, tune_trainable
-from trainables.trial import TrialSetup
+from trainables.trials.setup import TrialSetup
+from trainables.tune.functions import guard_failed, tune_trainable
 
 
 @guard_failed

@@ -19,7 +19,7 @@ per-mutant timeout: a failing run kills the mutant. Mutants listed in ``--equiva
 Examples::
 
     python tests/mutate.py                                   # the default modules and tests
-    python tests/mutate.py --modules trainables/methods/losses.py=tests/test_loss_values.py
+    python tests/mutate.py --modules trainables/methods/outer_losses.py=tests/test_loss_values.py
     python tests/mutate.py --modules 'raysearch/tuning/scheduler.py@time_budget,grace_t=tests/test_search_numbers.py'
     python tests/mutate.py --limit 40 --jobs 2 --report mutants.md --json mutants.json
 """
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IGNORED = (".venv", "venv", ".git", "runs", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", "*.egg-info")
 
 DEFAULT_MODULES: dict[str, list[str]] = {
-    "trainables/methods/losses.py": ["tests/test_loss_values.py", "tests/test_option_bounds.py",
+    "trainables/methods/outer_losses.py": ["tests/test_loss_values.py", "tests/test_option_bounds.py",
                                      "tests/test_authors_settings.py", "tests/test_methods.py"],
     "trainables/schedules/amata.py": ["tests/test_schedules.py", "tests/test_option_bounds.py",
                                       "tests/test_authors_settings.py", "tests/test_search_numbers.py",

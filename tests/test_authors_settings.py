@@ -15,7 +15,7 @@ import torch
 from search_spaces import warm_starts
 from trainables.config import TrainConfig, parse_config
 from trainables.methods import build_method, default_alpha
-from trainables.parts import make_schedule
+from trainables.training.run_parts import make_schedule
 
 EPS = 8 / 255
 

@@ -66,8 +66,8 @@ def test_a_trial_spans_two_nodes_and_continues_exactly_after_a_worker_is_killed(
     from ray.cluster_utils import Cluster
 
     from raysearch.commands.search import search
-    from trainables.checkpoint import load_run_state
-    from trainables.train_workers import train_data_parallel
+    from trainables.distributed.workers import train_data_parallel
+    from trainables.training.checkpoint import load_run_state
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("PYTHONPATH", f"{root}{os.pathsep}{root / 'tests'}")  # the nodes' workers import faulty

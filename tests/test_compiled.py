@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from trainables.compiled import AttackSplitForward, forward_model
 from trainables.models import build_model
+from trainables.training.attack_forward import AttackSplitForward, forward_model
 
 
 class WeightGradients(TorchDispatchMode):

@@ -1,4 +1,4 @@
-"""Tests for trainables.cost: DEAT Table 2 comes out of the accounting exactly, both from the
+"""Tests for trainables.training.cost: DEAT Table 2 comes out of the accounting exactly, both from the
 schedules' plans and from real (tiny) engine runs, and forwards are counted per pass."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from trainables.config import parse_config
-from trainables.cost import Cost, Stopwatch, table2_backprops
-from trainables.engine import Run, start_run
-from trainables.parts import make_schedule
+from trainables.training.cost import Cost, Stopwatch, table2_backprops
+from trainables.training.engine import Run, start_run
+from trainables.training.run_parts import make_schedule
 
 # DEAT Table 2: backprops in ten epochs, as multiples of M (batches per epoch).
 TABLE2 = {

@@ -1,4 +1,4 @@
-"""Data-parallel trials on Ray Train (trainables.data_parallel, trainables.train_workers) on the
+"""Data-parallel trials on Ray Train (trainables.distributed.data_parallel, trainables.distributed.workers) on the
 CPU with gloo and two workers.
 
 The equivalence being checked: a 2-process run with global batch B is one process training
@@ -20,13 +20,13 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.checkpoint import load_run_state
 from trainables.config import parse_config
 from trainables.data import Batch, Split
-from trainables.data_parallel import ShardedBatchLoader, check_world
-from trainables.engine import Run, start_run
+from trainables.distributed.data_parallel import ShardedBatchLoader, check_world
+from trainables.distributed.workers import train_data_parallel
 from trainables.registry import ConfigError
-from trainables.train_workers import train_data_parallel
+from trainables.training.checkpoint import load_run_state
+from trainables.training.engine import Run, start_run
 
 CONFIG = {"dataset": "digits", "model": "small_cnn", "batch_size": 32, "max_batches": 12, "epochs": 3,
           "method": "pgd", "k": 2, "init": "zero", "lr": 0.05, "eval.examples": 50, "eval.steps": 2,
@@ -158,9 +158,9 @@ def test_a_tune_trial_runs_its_workers_on_ray_train_and_reports_each_epoch(ray_t
                                                                           tmp_path: Path) -> None:
     from ray import tune
 
-    from trainables.train_workers import DRIVER_CPUS
-    from trainables.trainable import tune_trainable
-    from trainables.trial import TrialSetup
+    from trainables.distributed.workers import DRIVER_CPUS
+    from trainables.trials.setup import TrialSetup
+    from trainables.tune.functions import tune_trainable
 
     config = {**CONFIG, "method": "atta", "k": 1, "epochs": 2, "max_batches": 4, "threads": 2}
     setup = TrialSetup(workers=WORLD, cpus_per_trial=2, train_storage=str(tmp_path / "train"))

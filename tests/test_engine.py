@@ -1,4 +1,4 @@
-"""Tests for trainables.engine, evaluation and objective: seeded determinism, exact checkpoint
+"""Tests for trainables.training.engine, trainables.evaluation and its scoring: seeded determinism, exact checkpoint
 continuation, accuracy ordering of a trained model, divergence, the catastrophic-overfitting
 rule, the objective formula and Amata's PMP criterion."""
 
@@ -15,13 +15,17 @@ from helpers import roundtrip
 from torch import nn
 
 import trainables.attacks.pgd as pgd_module
-import trainables.evaluation as evaluation
 from trainables.attacks import input_gradient, pgd_step
 from trainables.config import parse_config
-from trainables.engine import CO, COMPLETED, DIVERGED, RUNNING, Run, start_run
-from trainables.evaluation import COMonitor, evaluate_accuracy, pmp_criterion
+from trainables.evaluation.accuracy import evaluate_accuracy
+from trainables.evaluation.monitors import COMonitor, pmp_criterion
+from trainables.evaluation.scoring import (
+    DIVERGED_OBJECTIVE,
+    reference_backprops,
+    tradeoff_objective,
+)
 from trainables.methods import BatchStats
-from trainables.objective import DIVERGED_OBJECTIVE, reference_backprops, tradeoff_objective
+from trainables.training.engine import CO, COMPLETED, DIVERGED, RUNNING, Run, start_run
 
 TINY = {"dataset": "digits", "model": "small_cnn", "batch_size": 16, "max_batches": 3,
         "eval.examples": 32, "eval.steps": 2, "epsilon": 0.1, "co.enabled": False}
@@ -271,7 +275,6 @@ def _hamiltonian(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
 def test_pmp_criterion_formula(monkeypatch: pytest.MonkeyPatch) -> None:
     zero_start = lambda x, eps: torch.zeros_like(x)  # noqa: E731  deterministic attacks
     monkeypatch.setattr(pgd_module, "random_init", zero_start)
-    monkeypatch.setattr(evaluation, "random_init", zero_start, raising=False)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
     x, y = torch.rand(12, 1, 4, 4), torch.arange(12) % 3
@@ -288,7 +291,7 @@ def test_pmp_criterion_formula(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tune_metrics_keep_the_objective_finite() -> None:
-    from trainables.tune_report import tune_metrics
+    from trainables.trials.report import tune_metrics
 
     assert tune_metrics({"objective": float("nan"), "train_loss": float("nan")})["objective"] == DIVERGED_OBJECTIVE
     assert tune_metrics({"objective": 0.25, "k": 3}) == {"objective": 0.25, "k": 3}

@@ -21,7 +21,7 @@ from raysearch.pipeline.masking_checks import (
     sanity_checks,
 )
 from raysearch.pipeline.targets import config_near, weights_in
-from trainables.evaluation import Attack, parse_attacks
+from trainables.evaluation.attack_names import Attack, parse_attacks
 from trainables.registry import ConfigError
 
 evaluation = importlib.import_module("raysearch.pipeline.evaluation")  # where evaluate_model looks up autoattack
@@ -177,7 +177,7 @@ def test_pgd50x10_is_at_most_in_loop_pgd10_on_the_same_examples(tiny_search_run:
     from raysearch.rundir.results import best_trial, load_run
     from trainables.config import parse_config
     from trainables.data import load_dataset
-    from trainables.evaluation import evaluate_accuracy
+    from trainables.evaluation.accuracy import evaluate_accuracy
     from trainables.models import build_model
 
     run_dir, n = tiny_search_run["run_dir"], 60

@@ -23,11 +23,11 @@ from torch import nn
 from trainables.attacks import pgd_attack, start_delta
 from trainables.config import parse_config
 from trainables.data import Batch
-from trainables.evaluation import evaluate_accuracy, fgsm_attack
+from trainables.evaluation.accuracy import evaluate_accuracy, fgsm_attack
 from trainables.methods import PGD, Free, Plan, StepContext, build_loss, build_method
 from trainables.methods.base import attack_gradient, clean_probabilities
-from trainables.parts import make_schedule
 from trainables.schedules import SCHEDULES
+from trainables.training.run_parts import make_schedule
 
 EPS = 0.1
 SHAPE = (1, 2, 2)

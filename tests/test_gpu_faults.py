@@ -16,10 +16,10 @@ import pytest
 import torch
 from torch import nn
 
-import trainables.engine as engine
+import trainables.training.engine as engine
 from trainables.config import parse_config
-from trainables.engine import start_run
-from trainables.memory_estimate import activation_bytes
+from trainables.training.engine import start_run
+from trainables.training.memory_estimate import activation_bytes
 
 TINY = {"dataset": "digits", "model": "small_cnn", "batch_size": 16, "max_batches": 2, "epochs": 1,
         "eval.examples": 16, "eval.steps": 1, "co.enabled": False}
@@ -57,7 +57,7 @@ def _gpus_seen(runtime_env: dict[str, Any] | None) -> str | None:
 @pytest.mark.slow
 def test_a_ray_task_that_asked_for_no_gpu_sees_none_and_trains_on_the_cpu() -> None:
     from raysearch.tuning.resources import RAY_RUNTIME_ENV
-    from trainables.trial import TrialSetup, apply_resources
+    from trainables.trials.setup import TrialSetup, apply_resources
 
     assert _gpus_seen(None) is None  # Ray 2.60 by itself leaves every GPU visible to it
     assert _gpus_seen(RAY_RUNTIME_ENV) == ""  # what raysearch starts Ray with
@@ -85,7 +85,7 @@ def _two_forwards_saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
 
 @pytest.mark.parametrize("loss", ["trades", "mart"])
 def test_the_memory_estimate_covers_both_live_forwards_of_trades_and_mart(loss: str) -> None:
-    from trainables.memory_estimate import probe_model
+    from trainables.training.memory_estimate import probe_model
 
     cfg = parse_config({**TINY, "loss": loss})
     batch = 32

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import rooms
 from rooms import ROOMS
 
@@ -131,30 +130,16 @@ def _part(module: str) -> str:
     raise AssertionError(f"{module} belongs to no part of the map")
 
 
-# Today's circle (issue 25): the report imports the result types from the commands under
-# TYPE_CHECKING. Its fix moves them below reporting (rundir/outcomes.py) on another branch;
-# until that lands the two tests below are expected to fail (strictly: they must fail), and
-# once it lands the condition is false and they run as plain tests. Delete this marker then.
-_TODAYS_CIRCLE = pytest.mark.xfail(
-    "raysearch.commands.confirm" in _graph().get("raysearch.reporting.text", ()), strict=True,
-    reason="issue 25: raysearch.commands.confirm -> raysearch.reporting.text -> raysearch.commands.confirm "
-           "(and the same through commands.search), removed by moving the result types to rundir/outcomes.py")
-
-
-@_TODAYS_CIRCLE
 def test_no_import_cycle_among_the_projects_modules() -> None:
     cycles = _cycles(_graph())
     assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-@_TODAYS_CIRCLE
 def test_imports_point_only_down_the_map() -> None:
     wrong = []
     for module, targets in _graph().items():
         allowed = rooms.allowed(_part(module))
-        for target in targets:
-            if not any(target == a or target.startswith(a + ".") for a in allowed):
-                wrong.append(f"{module} -> {target}")
+        wrong += [f"{module} -> {target}" for target in targets if _part(target) not in allowed]
     assert sorted(wrong) == []
 
 

@@ -8,10 +8,18 @@ import math
 
 import pytest
 
-from trainables.config import parse_config
-from trainables.engine import learning_rate, start_run
-from trainables.levels import level_config, level_epochs
-from trainables.parts import make_schedule
+from trainables.config import TrainConfig, parse_config
+from trainables.status import Status
+from trainables.training.engine import learning_rate, start_run
+from trainables.training.run_parts import make_schedule
+from trainables.trials.fidelity import (
+    LevelAt,
+    LevelEnd,
+    LevelProgress,
+    level_config,
+    level_epochs,
+    run_levels,
+)
 
 
 @pytest.mark.parametrize(("fraction", "epochs", "expected"), [(0.5, 6, 3), (0.5, 5, 3), (0.1, 6, 1), (1.0, 6, 6)])
@@ -53,7 +61,7 @@ def test_a_proxy_trains_to_its_final_learning_rate() -> None:
 
 
 def test_a_trial_counts_the_evaluation_of_every_level_it_ran() -> None:
-    from trainables.levels import LevelAt, LevelProgress, level_report
+    from trainables.trials.fidelity import LevelAt, LevelProgress, level_report
 
     cfg = parse_config({"epochs": 2, "k": 1, "max_batches": 2, "eval.examples": 20})
     at = LevelAt(0, ((0.5, 0.5), (1.0, 1.0)), 0, cfg.epochs, 3.0)
@@ -68,3 +76,40 @@ def test_a_trial_counts_the_evaluation_of_every_level_it_ran() -> None:
     nxt = after.next_level(10, 2.0, 0.5)
     assert (nxt.level, nxt.spent_backprops, nxt.state_level) == (2, after.spent_backprops + 10, -1)
     assert nxt.spent_eval_seconds == pytest.approx(after.spent_eval_seconds + 0.5)
+
+
+LEVELS = ((1 / 9, 1 / 3), (1 / 3, 2 / 3), (1.0, 1.0))
+
+
+def _recorder(statuses: dict[int, Status]) -> tuple[list[tuple[int, int, int, int]], object]:
+    """A ``run_level`` that records (level, epochs, progress level, backprops spent before) and
+    ends level L with ``statuses.get(L, completed)``, having cost 100·(L+1) backprops."""
+    calls: list[tuple[int, int, int, int]] = []
+
+    def run_level(cfg: TrainConfig, at: LevelAt, progress: LevelProgress) -> LevelEnd:
+        calls.append((at.level, cfg.epochs, progress.level, progress.spent_backprops))
+        return LevelEnd(statuses.get(at.level, Status.COMPLETED), 100 * (at.level + 1), 1.0, 0.5)
+
+    return calls, run_level
+
+
+def test_run_levels_runs_every_level_in_order_and_carries_what_they_cost() -> None:
+    calls, run_level = _recorder({})
+    run_levels(parse_config({"epochs": 9}), LEVELS, 0, LevelProgress(), 3.0, run_level)
+    assert calls == [(0, 1, 0, 0), (1, 3, 1, 100), (2, 9, 2, 300)]
+
+
+def test_run_levels_stops_at_a_level_that_did_not_complete() -> None:
+    calls, run_level = _recorder({1: Status.DIVERGED})
+    run_levels(parse_config({"epochs": 9}), LEVELS, 0, LevelProgress(), 3.0, run_level)
+    assert [c[0] for c in calls] == [0, 1]
+
+
+def test_run_levels_starts_a_paper_default_at_the_last_level_and_a_restored_trial_where_it_was() -> None:
+    calls, run_level = _recorder({})
+    run_levels(parse_config({"epochs": 9}), LEVELS, 2, LevelProgress(), 3.0, run_level)
+    assert calls == [(2, 9, 2, 0)]
+    calls, run_level = _recorder({})
+    restored = LevelProgress(level=1, spent_backprops=100, state_level=1)
+    run_levels(parse_config({"epochs": 9}), LEVELS, 0, restored, 3.0, run_level)
+    assert calls == [(1, 3, 1, 100), (2, 9, 2, 300)]

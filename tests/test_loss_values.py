@@ -1,4 +1,4 @@
-"""Outer losses (trainables.methods.losses) against values and gradients worked out by hand.
+"""Outer losses (trainables.methods.outer_losses) against values and gradients worked out by hand.
 
 Every expected number below is computed with ``math`` from the papers' formulas on 3 examples
 × 3 classes of hand-chosen logits, never with the code under test. The model is the identity,
@@ -17,7 +17,7 @@ from torch import nn
 
 from trainables.config import parse_config
 from trainables.methods import build_loss
-from trainables.methods.losses import MartConfig, TradesConfig
+from trainables.methods.outer_losses import MartConfig, TradesConfig
 from trainables.registry import ConfigError
 
 BETA = 2.5

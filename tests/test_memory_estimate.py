@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from trainables.config import parse_config
-from trainables.memory_estimate import (
+from trainables.models import build_model
+from trainables.registry import ConfigError
+from trainables.training.memory_estimate import (
     GIB,
     MARGIN,
     RUNTIME_BYTES,
@@ -16,8 +18,6 @@ from trainables.memory_estimate import (
     estimate_memory,
     saved_tensor_bytes,
 )
-from trainables.models import build_model
-from trainables.registry import ConfigError
 
 DIGITS = {"dataset": "digits", "model": "small_cnn", "batch_size": 64, "eval.examples": 100}
 

@@ -151,7 +151,7 @@ def test_a_schedule_added_through_the_registry_alone_is_configured_and_labelled(
         cfg = parse_config({"schedule": "toy", "toy.high": 5, "epochs": 4})
         assert cfg.toy == ToyConfig(1, 5)
         assert describe({"schedule": "toy", "toy.high": 5}) == "PGD, toy 1/5"
-        from trainables.parts import make_schedule
+        from trainables.training.run_parts import make_schedule
 
         assert [make_schedule(cfg).plan(t).k for t in range(4)] == [1, 5, 1, 5]
         with pytest.raises(ConfigError, match="did you mean 'toy.high'"):

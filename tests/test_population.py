@@ -12,8 +12,8 @@ import yaml
 from helpers import roundtrip
 
 from trainables.config import parse_config
-from trainables.engine import start_run
-from trainables.population import (
+from trainables.training.engine import start_run
+from trainables.tune.pbt_member import (
     decode,
     encode,
     learned_schedule,

@@ -13,7 +13,6 @@ import torch
 from helpers import roundtrip
 
 from trainables.config import parse_config
-from trainables.parts import make_schedule
 from trainables.registry import ConfigError
 from trainables.schedules import (
     SCHEDULES,
@@ -25,6 +24,7 @@ from trainables.schedules import (
     MPlus,
     amata_k,
 )
+from trainables.training.run_parts import make_schedule
 
 
 def _ks(schedule, epochs: int) -> list[int]:
@@ -187,7 +187,7 @@ def test_mplus_follows_deats_code_at_k0_and_in_l_x_by_default() -> None:
 
 
 def test_only_mplus_weights_l_x_by_the_std() -> None:
-    from trainables.parts import build_parts
+    from trainables.training.run_parts import build_parts
 
     std = {name: build_parts(parse_config({"schedule": name, "max_batches": 1}), torch.device("cpu")).ctx.grad_weight
            for name in ("mplus", "constant")}

@@ -29,12 +29,12 @@ from raysearch.tuning.scheduler import (
     time_budget,
 )
 from trainables.config import parse_config
+from trainables.evaluation.scoring import TARGET_INFEASIBLE, target_objective
 from trainables.methods import Plan
-from trainables.objective import TARGET_INFEASIBLE, target_objective
-from trainables.parts import make_schedule
 from trainables.schedules import SCHEDULES, EpochStats, MPlus, MPlusConfig
 from trainables.schedules.mplus import resolved_cap
-from trainables.trial import TRIAL_PREFIX
+from trainables.training.run_parts import make_schedule
+from trainables.trials.setup import TRIAL_PREFIX
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 

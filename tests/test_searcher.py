@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from raysearch.tuning.budget import Budget, CostModel
 from raysearch.tuning.searcher import TARGET_CONSTRAINT, OptunaSearcher, make_sampler
-from trainables.trial import TRIAL_PREFIX
+from trainables.trials.setup import TRIAL_PREFIX
 
 
 def space(trial: optuna.Trial) -> dict[str, Any]:

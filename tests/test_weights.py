@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from trainables.config import parse_config
-from trainables.engine import Run, start_run
 from trainables.registry import ConfigError
+from trainables.training.engine import Run, start_run
 from trainables.weights import counts_best, scored_file
 
 TINY = {"dataset": "digits", "model": "small_cnn", "batch_size": 16, "max_batches": 2, "epochs": 3,

@@ -4,7 +4,7 @@ and the share of an epoch spent outside forward/backward passes.
 - **Attack efficiency**: time of a PGD-K epoch over time of a natural (K = 0) epoch, for
   K = 1, 3, 10, next to its limit (2K + 3)/3 (an attack step is a forward plus an
   input-gradient backward, about 2/3 of a training step) and the target 1.10 × limit.
-  Each K has its own :class:`~trainables.engine.Run`; the time is that run's
+  Each K has its own :class:`~trainables.training.engine.Run`; the time is that run's
   ``train_seconds`` for one epoch of ``max_batches`` batches (the training loop only).
   After one warm-up epoch per run, the epochs of all K are *interleaved* within each
   repetition and the ratio is the median over repetitions of the paired ratios, so that
@@ -51,8 +51,8 @@ def bare_pass_seconds(run: Any, k: int) -> float:
     import torch
     import torch.nn.functional as F
 
-    from trainables.cost import Stopwatch
     from trainables.methods.base import bn_mode
+    from trainables.training.cost import Stopwatch
 
     batch = next(iter(run.loader))
     x, y = batch.x, batch.y

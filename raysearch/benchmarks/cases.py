@@ -67,9 +67,9 @@ def log(message: str) -> None:
 
 
 def make_run(case: Case, k: int, device: str, **overrides: Any) -> Any:
-    """A started :class:`~trainables.engine.Run` of ``case`` at PGD-``k``."""
+    """A started :class:`~trainables.training.engine.Run` of ``case`` at PGD-``k``."""
     from trainables.config import parse_config
-    from trainables.engine import start_run
+    from trainables.training.engine import start_run
 
     return start_run(parse_config(case.config(k, device, **overrides)))
 

@@ -22,9 +22,9 @@ def say(*parts: Any) -> None:
 
 
 def start(values: dict[str, Any], device: str | None = None) -> Any:
-    """A started :class:`~trainables.engine.Run` of the config ``values``."""
+    """A started :class:`~trainables.training.engine.Run` of the config ``values``."""
     from trainables.config import parse_config
-    from trainables.engine import start_run
+    from trainables.training.engine import start_run
 
     return start_run(parse_config(values), device)
 
@@ -85,7 +85,7 @@ def precision(device: str) -> dict[str, float]:
     import torch.nn.functional as F
 
     from trainables.attacks import random_init
-    from trainables.evaluation import evaluate_accuracy
+    from trainables.evaluation.accuracy import evaluate_accuracy
     from trainables.methods import build_loss
     from trainables.methods.base import attack_gradient, clean_probabilities
 
@@ -119,7 +119,7 @@ def memory(device: str) -> dict[str, float]:
     """The share check's estimate against the peak (CUDA), and memory released on ``del run``."""
     import torch
 
-    from trainables.memory_estimate import estimate_memory
+    from trainables.training.memory_estimate import estimate_memory
 
     values = {**SYN, "model": "preact_resnet18" if device == "cuda" else "small_cnn", "batch_size": 64,
               "synthetic_size": 128, "max_batches": 2, "method": "atta", "loss": "trades", "k": 2,

@@ -16,7 +16,7 @@ def ddp(device: str) -> dict[str, Any]:
     import ray
     import torch
 
-    from trainables.train_workers import train_data_parallel
+    from trainables.distributed.workers import train_data_parallel
 
     use_gpu = device == "cuda" and torch.cuda.device_count() >= 2
     started = not ray.is_initialized()
@@ -40,7 +40,7 @@ def _probe(gpus: float) -> tuple[str | None, Any, str]:
 
     import torch
 
-    from trainables.trial import TrialSetup, apply_resources
+    from trainables.trials.setup import TrialSetup, apply_resources
 
     device = apply_resources(TrialSetup(gpus_per_trial=gpus))
     fraction = torch.cuda.is_available() and gpus < 1 and gpus > 0

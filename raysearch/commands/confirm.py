@@ -56,7 +56,7 @@ def confirm(run_dir: str | Path, top: int | None = None, seeds: int | None = Non
     if seeds < 1:
         raise ConfigError("seeds", seeds, "must be >= 1 (the search's own run counts as one)")
     if attacks is not None:
-        from trainables.evaluation import parse_attacks
+        from trainables.evaluation.attack_names import parse_attacks
 
         parse_attacks(attacks, allow_autoattack=False)
     run = load_run(path)

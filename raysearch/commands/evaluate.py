@@ -52,7 +52,8 @@ from raysearch.pipeline.masking_checks import (
 from raysearch.pipeline.targets import Model, resolve_target
 from raysearch.reporting.evaluation_text import evaluation_table
 from raysearch.rundir.outcomes import EvaluationResult
-from trainables.evaluation import Attack, attack_accuracy, parse_attacks
+from trainables.evaluation.accuracy import attack_accuracy
+from trainables.evaluation.attack_names import Attack, parse_attacks
 from trainables.registry import ConfigError
 
 if TYPE_CHECKING:

@@ -72,8 +72,8 @@ def train(
         >>> result.summary["backprops"], result.out_dir  # doctest: +SKIP
     """
     from raysearch._version import __version__
-    from trainables.checkpoint import save_run
-    from trainables.engine import start_run
+    from trainables.training.checkpoint import save_run
+    from trainables.training.engine import start_run
 
     exp = _experiment(experiment, overrides, model, dataset)
     config = exp.train_config
@@ -95,7 +95,7 @@ def train(
 def _experiment(experiment: str | os.PathLike[str], overrides: Iterable[str], model: Any, dataset: Any) -> Any:
     """The experiment with its overrides, the user's own model and dataset registered."""
     from raysearch.rundir.experiment import load_experiment
-    from trainables.trial import plugin_overrides, register_plugins
+    from trainables.trials.setup import plugin_overrides, register_plugins
 
     extra, plugins = plugin_overrides(model, dataset)
     register_plugins(plugins)

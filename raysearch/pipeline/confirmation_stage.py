@@ -120,9 +120,9 @@ class Confirmation:
         """The confirmation trainable with its resources, and the CPUs, request and workers of a run."""
         from ray import tune
 
-        from trainables.train_workers import DRIVER_CPUS
-        from trainables.trainable import confirm_trainable
-        from trainables.trial import TrialSetup
+        from trainables.distributed.workers import DRIVER_CPUS
+        from trainables.trials.setup import TrialSetup
+        from trainables.tune.functions import confirm_trainable
 
         run, plan = self.run, self.plan
         cpus = float(run.search.get("cpus_per_trial", 1) or 1)

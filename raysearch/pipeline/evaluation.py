@@ -24,7 +24,8 @@ from raysearch.pipeline.targets import Model, load_weights, resolve_target
 from raysearch.reporting.evaluation_text import evaluation_markdown
 from raysearch.rundir.outcomes import EvaluationResult
 from raysearch.rundir.results import write_csv
-from trainables.evaluation import STEP_FRACTION, Attack, attack_accuracy
+from trainables.evaluation.accuracy import attack_accuracy
+from trainables.evaluation.attack_names import STEP_FRACTION, Attack
 from trainables.registry import ConfigError
 
 if TYPE_CHECKING:  # torch loads when an evaluation runs, not when raysearch is imported
@@ -109,7 +110,7 @@ def evaluate_model(model: Model, attacks: Sequence[Attack], device: torch.device
     """(the model's row, attacks skipped with why, AutoAttack's own check warnings)."""
     import torch
 
-    from trainables.evaluation import evaluate_accuracy
+    from trainables.evaluation.accuracy import evaluate_accuracy
 
     net, x, y, data, eps = _network(model, device, examples, datasets)
     torch.manual_seed(seed)

@@ -61,7 +61,7 @@ def resumed_experiment(resume: str | Path) -> tuple[Experiment, Place]:
 
 def new_experiment(asked: Asked) -> tuple[Experiment, Place, tuple[tuple[str, str, Any], ...]]:
     """The experiment ``asked`` for, its new run directory and the plug-ins it registered."""
-    from trainables.trial import plugin_overrides
+    from trainables.trials.setup import plugin_overrides
 
     extra, plugins = plugin_overrides(asked.model, asked.dataset)
     exp = load_experiment(asked.experiment, [*asked.overrides, *extra]).replace_search(

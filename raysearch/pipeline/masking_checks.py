@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from raysearch.rundir.records import finite
-from trainables.evaluation import attack_pattern
+from trainables.evaluation.attack_names import attack_pattern
 
 
 def check_more_steps(weaker: float, stronger: float, weaker_name: str = "PGD-10",

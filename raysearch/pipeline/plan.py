@@ -94,7 +94,7 @@ class SearchPlan:
         """What Tune reserves for a trial's own process: all of ``request``, or for a trial on
         several workers only its driver (Ray Train reserves the workers when they start, and
         ``concurrency`` keeps room for every running trial's workers)."""
-        from trainables.train_workers import DRIVER_CPUS
+        from trainables.distributed.workers import DRIVER_CPUS
 
         return dict(self.request) if self.workers == 1 else {"cpu": DRIVER_CPUS}
 
@@ -135,7 +135,7 @@ def plan(experiment: str | Path = "demo", overrides: Iterable[str] = (), *, samp
                                                    study_storage))
     study_url, study = study_place(exp, place.run_dir, place.run_name, resume is not None, study_storage)
     if plugins:
-        from trainables.trial import register_plugins
+        from trainables.trials.setup import register_plugins
 
         register_plugins(plugins)
     exp = population_time_attr(exp)
@@ -198,7 +198,7 @@ def _concurrency(exp: Experiment, request: dict[str, float], available: dict[str
     concurrency = concurrent_slots(request, available, s.max_concurrent)
     workers = workers_per_trial(exp, request)
     if workers > 1:
-        from trainables.data_parallel import check_world
+        from trainables.distributed.data_parallel import check_world
 
         check_world(exp.train_config, workers)
         if s.population_based:
@@ -233,14 +233,14 @@ def plan_warm_starts(exp: Experiment, place: Place, resume: bool, study_url: str
 
 def _check_gpu_share(experiment: Experiment, configs: Iterable[Any], data: Any, share: float) -> None:
     """Refuse, before Ray starts, a GPU fraction whose memory cannot hold the costliest method
-    of the space (a measured estimate; :mod:`trainables.memory_estimate`)."""
+    of the space (a measured estimate; :mod:`trainables.training.memory_estimate`)."""
     if not 0 < share < 1:
         return
     import torch
 
     if not torch.cuda.is_available():
         return
-    from trainables.memory_estimate import check_gpu_share
+    from trainables.training.memory_estimate import check_gpu_share
 
     train = {**experiment.train, "data_root": abs_data_root(experiment.train_config.data_root)}
     check_gpu_share(train, share, torch.cuda.get_device_properties(0).total_memory, data=data,
@@ -251,7 +251,7 @@ def check_disk(plan: SearchPlan) -> str | None:
     """A warning when the storage's free space looks too small for the run's checkpoints."""
     if is_uri(plan.run_dir):
         return None
-    from trainables.memory_estimate import checkpoint_bytes
+    from trainables.training.memory_estimate import checkpoint_bytes
 
     per_trial = checkpoint_bytes(plan.experiment.train_config)
     need = per_trial * CHECKPOINT_HEADROOM * max(plan.experiment.search.samples, 1)

@@ -4,7 +4,7 @@ Three roles, kept apart as Ray Tune intends: :class:`~raysearch.tuning.searcher.
 decides *what* to try (multivariate TPE, the papers' defaults first), the scheduler
 (:mod:`raysearch.tuning.scheduler`: ASHA over complete low-fidelity runs, wrapped so the
 defaults finish and the budget holds) decides *whether a trial goes on*, and the trainable
-(:func:`trainables.trainable.tune_trainable`) trains and reports.
+(:func:`trainables.tune.functions.tune_trainable`) trains and reports.
 
 The run directory ``<storage>/<name>`` holds Ray Tune's experiment state, the Optuna study
 (``optuna.db``), one TensorBoard log directory and ``experiment.yaml`` (the resolved

@@ -20,12 +20,12 @@ from raysearch.rundir.storage import is_uri, join
 from raysearch.tuning.tuner import INTERRUPT, fit
 from trainables.labels import REFERENCE_LABEL
 
-POPULATION_TRAINABLE = "trainables.population:population_trainable"
+POPULATION_TRAINABLE = "trainables.tune.pbt_member:population_trainable"
 
 
 def trial_setup(plan: SearchPlan, levels: tuple[tuple[float, float], ...] | None = None) -> Any:
-    """What every trial of ``plan`` is handed besides its config (``trainables.trial.TrialSetup``)."""
-    from trainables.trial import TrialSetup
+    """What every trial of ``plan`` is handed besides its config (``trainables.trials.setup.TrialSetup``)."""
+    from trainables.trials.setup import TrialSetup
 
     s = plan.experiment.search
     return TrialSetup(gpus_per_trial=plan.request.get("gpu", 0.0), workers=plan.workers,
@@ -170,7 +170,7 @@ def population_tuner(plan: SearchPlan, trainable: Any, target: float | None, pro
 
 def storage_failed(run_dir: str) -> bool:
     """Whether a trial of the run crashed because the storage failed (a full disk)."""
-    from trainables.faults import storage_words
+    from trainables.trials.faults import storage_words
 
     if is_uri(run_dir):
         return False

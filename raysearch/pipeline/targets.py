@@ -114,7 +114,7 @@ def weights_in(path: Path, config: Mapping[str, Any] | None = None,
 
 def _checkpoint_model(path: Path) -> Model:
     from trainables.labels import describe
-    from trainables.trial import split_trial_config
+    from trainables.trials.setup import split_trial_config
 
     folder, weights, state_key, which = weights_in(path)
     config = config_near(folder)

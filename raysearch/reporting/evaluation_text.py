@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import torch
 
     from raysearch.rundir.outcomes import EvaluationResult
-    from trainables.evaluation import Attack
+    from trainables.evaluation.attack_names import Attack
 
 
 def _columns(attacks: Sequence[Attack]) -> list[str]:

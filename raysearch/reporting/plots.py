@@ -185,7 +185,7 @@ def reference_schedule(run: RunInfo, values: dict[str, Any]) -> tuple[list[int],
     """K(t) and α(t)/ε per epoch of a schedule that does not depend on the training (Amata's),
     with the run's epochs and ε: drawn beside a population's learned schedules."""
     from trainables.config import parse_config
-    from trainables.parts import make_schedule
+    from trainables.training.run_parts import make_schedule
 
     try:
         cfg = parse_config({**{k: v for k, v in run.experiment.items() if k != "data_root"}, **values})

@@ -15,8 +15,8 @@ import yaml
 
 from raysearch.rundir.records import TrialRecord, finite
 from raysearch.rundir.results import RunInfo, metric, ranked
+from trainables.evaluation.scoring import non_dominated
 from trainables.labels import REFERENCE_LABEL, describe
-from trainables.objective import non_dominated
 from trainables.status import Status
 
 # trial-config keys that are columns of their own or belong to the experiment, not the recipe
@@ -42,7 +42,7 @@ def ratio(value: float, reference: float | None) -> float:
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     """For (robust_acc, backprops) points: True where no other point is at least as good in both
     (higher or equal accuracy, fewer or equal backprops) and better in one
-    (:func:`trainables.objective.non_dominated`); a point with a NaN is never on it."""
+    (:func:`trainables.evaluation.scoring.non_dominated`); a point with a NaN is never on it."""
     on = set(non_dominated([(-acc, cost) for acc, cost in points]))
     return [i in on for i in range(len(points))]
 

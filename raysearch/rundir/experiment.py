@@ -28,10 +28,11 @@ from typing import Any
 import yaml
 
 from trainables.config import TrainConfig, flatten, parse_config, parse_number
+from trainables.moved import current
 from trainables.registry import ConfigError, did_you_mean
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
-DEFAULT_TRAINABLE = "trainables.trainable:tune_trainable"
+DEFAULT_TRAINABLE = "trainables.tune.functions:tune_trainable"
 
 
 def builtin_experiments() -> list[str]:
@@ -151,7 +152,7 @@ class ConfirmConfig:
                 raise ConfigError(f"search.confirm.{key}", getattr(self, key), "must be true or false")
         if not isinstance(self.attacks, str) or not self.attacks.strip():
             raise ConfigError("search.confirm.attacks", self.attacks, "must name attacks, e.g. pgd50x10 or pgd20,cw20")
-        from trainables.evaluation import parse_attacks
+        from trainables.evaluation.attack_names import parse_attacks
 
         try:
             parse_attacks(self.attacks, allow_autoattack=False)
@@ -416,13 +417,13 @@ def experiment_from_dict(data: Mapping[str, Any], default_name: str) -> Experime
     name = data.pop("name", None) or default_name
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise ConfigError("name", name, "must be a non-empty name without '/'")
-    trainable = data.pop("trainable", None) or DEFAULT_TRAINABLE
+    trainable = current(str(data.pop("trainable", None) or DEFAULT_TRAINABLE))  # 0.2's paths read as today's
     search = data.pop("search", None) or {}
     if not isinstance(search, Mapping):
         raise ConfigError("search", search, "must be a mapping of search keys")
     train = flatten(data)
     parse_config(train)  # raises ConfigError on unknown keys and bad values
-    return Experiment(name=name, train=train, search=SearchConfig.from_dict(search), trainable=str(trainable))
+    return Experiment(name=name, train=train, search=SearchConfig.from_dict(search), trainable=trainable)
 
 
 def load_experiment(name_or_path: str | Path = "demo", overrides: Iterable[str] = ()) -> Experiment:

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainables.faults import own_failures
 from trainables.status import Status
+from trainables.trials.faults import own_failures
 
 PARAMS_FILE, RESULT_FILE, ERROR_FILE = "params.json", "result.json", "error.txt"
 STATE_FILE, BEST_FILE = "state.pt", "best.pt"
@@ -173,7 +173,7 @@ def learned_member(config: dict[str, Any], last: dict[str, Any]) -> tuple[dict[s
     (inherited epochs included) in place of its last K and α, and that schedule as its history
     (one row per epoch with ``k`` and ``alpha``: the member's own reported rows before an
     exploit belong to the path it left, not to its final model)."""
-    from trainables.population import decode, learned_schedule, replay_config
+    from trainables.tune.pbt_member import decode, learned_schedule, replay_config
 
     ks, alphas = decode(last["schedule_k"], int), decode(last.get("schedule_alpha", ""))
     history = [{"epoch": t + 1, "k": k, "alpha": alphas[t] if t < len(alphas) else math.nan}

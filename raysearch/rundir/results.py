@@ -250,7 +250,7 @@ def load_run(run_dir: str | os.PathLike[str], allow_empty: bool = False) -> RunI
     epochs = experiment.get("epochs") or (trials[0].config.get("epochs") if trials else None)
     if epochs is not None:
         experiment.setdefault("epochs", epochs)
-    from trainables.objective import reference_backprops
+    from trainables.evaluation.scoring import reference_backprops
 
     reference = reference_backprops(int(epochs), int(m)) if m and epochs else None
     return RunInfo(root, root.name, experiment, trials, name, m, reference, mismatches,

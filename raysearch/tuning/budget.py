@@ -23,11 +23,11 @@ from typing import Any
 
 from trainables.config import TrainConfig, parse_config
 from trainables.data.loader import batches_in
-from trainables.levels import level_config, level_epochs
-from trainables.objective import reference_backprops
-from trainables.parts import make_schedule
+from trainables.evaluation.scoring import reference_backprops
 from trainables.schedules import Schedule
-from trainables.trial import split_trial_config
+from trainables.training.run_parts import make_schedule
+from trainables.trials.fidelity import level_config, level_epochs
+from trainables.trials.setup import split_trial_config
 
 
 class _Probe:

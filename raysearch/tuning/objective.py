@@ -1,6 +1,6 @@
 """The search-level view of the objective (SPEC §7): which metric(s) Optuna and ASHA read.
 
-The trainable computes ``objective`` itself each epoch (:mod:`trainables.objective`), so the
+The trainable computes ``objective`` itself each epoch (:mod:`trainables.evaluation.scoring`), so the
 search only names it. ASHA always reads the one number ``objective`` (minimized): the
 trade-off, or for ``objective: target`` the cost when the target is met and a penalty
 ranking every miss after every hit. Optuna reads:
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trainables.objective import (
+from trainables.evaluation.scoring import (
     DIVERGED_OBJECTIVE,
     non_dominated,
     reference_backprops,
@@ -63,6 +63,6 @@ def metric_names(objective: str, cost_weight: float = 0.1) -> list[str]:
 def pareto_front(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = tuple(PARETO_METRICS),
                  modes: Sequence[str] = tuple(PARETO_MODES)) -> list[int]:
     """Indices of the rows no other row dominates (better or equal in all, better in one;
-    :func:`trainables.objective.non_dominated`)."""
+    :func:`trainables.evaluation.scoring.non_dominated`)."""
     signs = [1.0 if m == "min" else -1.0 for m in modes]
     return non_dominated([[s * float(row[m]) for m, s in zip(metrics, signs, strict=True)] for row in rows])

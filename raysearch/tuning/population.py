@@ -3,7 +3,7 @@
 over K and α of a population of ``search.population`` members trained together.
 
 Every ``search.perturbation_interval`` epochs the bottom quarter of the members (by the
-cost-aware :data:`~trainables.population.POPULATION_METRIC`) copy the whole run state of a
+cost-aware :data:`~trainables.tune.pbt_member.POPULATION_METRIC`) copy the whole run state of a
 top-quarter member and continue with perturbed K and α: PBT moves K to a neighbouring value
 and scales α by 0.8 or 1.2 (or resamples either with probability 1/4); PB2 picks them with a
 GP bandit within the same bounds. Members wait for each other at each interval (synchronous
@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from raysearch.rundir.experiment import SearchConfig
-from trainables.population import POPULATION_METRIC
-from trainables.trial import TRIAL_PREFIX
+from trainables.trials.setup import TRIAL_PREFIX
+from trainables.tune.pbt_member import POPULATION_METRIC
 
 K_BOUNDS = (1, 10)  # K per epoch: FGSM-like to PGD-10
 ALPHA_BOUNDS = (0.1, 1.25)  # α / ε: from small PGD steps to FGSM-RS's 1.25ε

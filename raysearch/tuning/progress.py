@@ -13,7 +13,7 @@ from ray.tune import Callback
 
 from trainables.labels import describe
 from trainables.status import Status
-from trainables.trial import split_trial_config
+from trainables.trials.setup import split_trial_config
 
 # the metrics a trial's line shows
 LINE_METRICS = ("objective", "robust_acc", "clean_acc", "backprops", "epoch")

@@ -36,7 +36,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from raysearch.rundir.experiment import SearchConfig
 from raysearch.tuning.budget import Budget
 from raysearch.tuning.objective import METRIC, MODE
-from trainables.trial import TRIAL_PREFIX
+from trainables.trials.setup import TRIAL_PREFIX
 
 WARM_START_KEY = f"{TRIAL_PREFIX}warm_start"
 

@@ -47,7 +47,7 @@ from raysearch.tuning.budget import Budget
 from search_spaces import family_of, strip_search_keys
 from trainables.labels import describe
 from trainables.status import Status
-from trainables.trial import TRIAL_PREFIX
+from trainables.trials.setup import TRIAL_PREFIX
 
 logger = logging.getLogger(__name__)
 

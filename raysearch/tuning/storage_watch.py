@@ -17,7 +17,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from trainables.faults import STORAGE_ERRNOS, storage_words
+from trainables.trials.faults import STORAGE_ERRNOS, storage_words
 
 
 def storage_problem(error: BaseException | str | None) -> str | None:

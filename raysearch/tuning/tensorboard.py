@@ -40,7 +40,7 @@ from typing import Any
 from ray.tune import Callback
 
 from trainables.labels import describe
-from trainables.trial import split_trial_config
+from trainables.trials.setup import split_trial_config
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Giving back the workers of a multi-worker trial that Tune stopped.
 
-A trial on several workers runs Ray Train inside its Tune trial (:mod:`trainables.train_workers`);
+A trial on several workers runs Ray Train inside its Tune trial (:mod:`trainables.distributed.workers`);
 Ray Train reserves the workers in a placement group of its own. When Tune stops the trial
 (ASHA, a budget) while that inner run is active, Ray 2.60 leaves the placement group and its
 CPUs/GPUs reserved (its cleaner needs the State API, which a cluster without the dashboard
@@ -14,7 +14,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from trainables.train_workers import WORKER_PG
+from trainables.distributed.workers import WORKER_PG
 
 
 def remove_group(group_hex: str) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from trainables.checkpoint import STATE_FILE
+from trainables.training.checkpoint import STATE_FILE
 
 MAX_FAILURES = 1  # a crashing trial is retried once, then recorded as failed
 # Set by the first Ctrl-C of a run (module-level: the watch Tune restores from tuner.pkl on
@@ -143,7 +143,7 @@ def build_tuner(stage: Stage) -> Any:
 def restore_tuner(path: str, trainable: Any, after_storage_error: bool = False) -> Any:
     """Continue a stage: finished trials are kept, unfinished ones continue from their last
     checkpoint; errored ones already had their retry and stay failed (a trial whose Tune
-    snapshot is stale ends at once as failed: :func:`trainables.trainable.guard_failed`).
+    snapshot is stale ends at once as failed: :func:`trainables.tune.functions.guard_failed`).
     After a storage error, errored trials are continued too: the storage failed, not them."""
     from ray import tune
 

@@ -21,13 +21,13 @@ from trainables.methods.base import (
     Method,
     MethodSetup,
     MethodSpec,
-    Plan,
     StepContext,
 )
 from trainables.methods.free import FREE_SPEC, Free, FreeConfig
-from trainables.methods.losses import LOSSES, LossSpec, OuterLoss, build_loss
 from trainables.methods.memory import PerturbationMemory
-from trainables.methods.pgd import FGSM_RS_SPEC, PGD, PGD_SPEC
+from trainables.methods.outer_losses import LOSSES, LossSpec, OuterLoss, build_loss
+from trainables.methods.pgd_at import FGSM_RS_SPEC, PGD, PGD_SPEC
+from trainables.plan import Plan
 from trainables.registry import Registry
 
 METHODS: Registry[MethodSpec] = Registry("method", {

@@ -20,7 +20,7 @@ import torch
 from trainables.data import Batch
 from trainables.methods.base import MethodSetup, MethodSpec, StepContext
 from trainables.methods.memory import PerturbationMemory, reset_due, resolve_period
-from trainables.methods.pgd import PGD
+from trainables.methods.pgd_at import PGD
 from trainables.registry import ConfigError
 
 PAPER_RESET, PAPER_EPOCHS = 10, 38  # data-config/cifar-atta-*.json: "epochs-reset": 10 of 38

@@ -21,18 +21,8 @@ import torch
 from torch import nn
 
 from trainables.data import Augment, Batch
-from trainables.methods.losses import OuterLoss
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the schedule decided for an epoch: K attack backprops per batch and α (None: the
-    method's default step size). ``start_at_k0``: with K = 0, train on x + δ₀ (the attack's
-    start, U(−ε, ε) by default) rather than on x, as DEAT's M+ code does in its first epoch."""
-
-    k: int
-    alpha: float | None = None
-    start_at_k0: bool = False
+from trainables.methods.outer_losses import OuterLoss
+from trainables.plan import Plan
 
 
 @dataclass(frozen=True)

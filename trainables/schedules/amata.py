@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from trainables.methods import Plan
+from trainables.plan import Plan
 from trainables.registry import ConfigError, did_you_mean
 from trainables.schedules.base import Schedule, ScheduleSetup, ScheduleSpec
 

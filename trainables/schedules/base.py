@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.methods import Plan
+from trainables.plan import Plan
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainables.methods import Plan
+from trainables.plan import Plan
 from trainables.schedules.base import Schedule, ScheduleSpec
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.methods import Plan
+from trainables.plan import Plan
 from trainables.registry import ConfigError
 from trainables.schedules.base import EpochStats, Schedule, ScheduleSpec
 

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.methods import Plan
+from trainables.plan import Plan
 from trainables.registry import ConfigError, did_you_mean
 from trainables.schedules.base import EpochStats, Schedule, ScheduleSetup, ScheduleSpec
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.methods import Plan
+from trainables.plan import Plan
 from trainables.registry import ConfigError
 from trainables.schedules.base import Schedule, ScheduleSetup, ScheduleSpec
 

@@ -19,22 +19,23 @@ from typing import Any
 
 import torch
 
-from trainables.compiled import compile_seconds
 from trainables.config import TrainConfig
-from trainables.cost import Cost, Stopwatch
 from trainables.data import Dataset, materialize
-from trainables.evaluation import COMonitor, evaluate_accuracy, pmp_criterion
-from trainables.methods import Plan
-from trainables.objective import (
+from trainables.evaluation.accuracy import evaluate_accuracy
+from trainables.evaluation.monitors import COMonitor, pmp_criterion
+from trainables.evaluation.scoring import (
     DIVERGED_OBJECTIVE,
     reference_backprops,
     target_objective,
     tradeoff_objective,
 )
-from trainables.parts import RunParts, build_parts, resolve_device, uses_bf16
+from trainables.plan import Plan
 from trainables.registry import ConfigError
 from trainables.schedules import EpochStats
 from trainables.status import Status
+from trainables.training.attack_forward import compile_seconds
+from trainables.training.cost import Cost, Stopwatch
+from trainables.training.run_parts import RunParts, build_parts, resolve_device, uses_bf16
 from trainables.weights import counts_best
 
 # Kept for callers of 0.1: the engine's statuses as plain strings.
@@ -239,7 +240,7 @@ class Run:
 
     def scored_eval(self) -> dict[str, float]:
         """The validation accuracies of the weights that count (``checkpoint``, decided by
-        :func:`~trainables.checkpoint.counts_best`) as ``clean_acc``/``robust_acc``/``fgsm_acc``,
+        :func:`~trainables.training.checkpoint.counts_best`) as ``clean_acc``/``robust_acc``/``fgsm_acc``,
         and both candidates beside them: ``*_last`` (the latest evaluation) and ``*_best`` (the
         best-validation one), so a gap (catastrophic overfitting) shows in every result."""
         best = self.best_eval or self.last_eval

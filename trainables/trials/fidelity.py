@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from trainables.config import TrainConfig
-from trainables.engine import Run
 from trainables.status import Status
+from trainables.training.engine import Run
 
 
 def level_epochs(fraction: float, epochs: int) -> int:
@@ -101,6 +102,29 @@ def level_report(run: Run, record: dict[str, Any], at: LevelAt,
     return record, extra, after
 
 
+@dataclass(frozen=True)
+class LevelEnd:
+    """How a level's run ended: its status and what it cost."""
+
+    status: Status
+    backprops: int
+    train_seconds: float
+    eval_seconds: float
 
 
-__all__ = ["LevelAt", "LevelProgress", "fidelity_value", "level_config", "level_epochs", "level_report"]
+def run_levels(cfg: TrainConfig, levels: tuple[tuple[float, float], ...], first: int, progress: LevelProgress,
+               reduction_factor: float, run_level: Callable[[TrainConfig, LevelAt, LevelProgress], LevelEnd]) -> None:
+    """A trial's fidelity levels from where ``progress`` says (never before ``first``): each a
+    complete run by ``run_level`` (in this process, or on Ray Train workers), the next only
+    after it completed; the experiment itself last. The one level loop of every trial."""
+    progress = dataclasses.replace(progress, level=max(progress.level, first))
+    for level in range(progress.level, len(levels)):
+        at = LevelAt(level, levels, first, cfg.epochs, reduction_factor)
+        end = run_level(level_config(cfg, levels[level]), at, progress)
+        if at.last or end.status != Status.COMPLETED:
+            return  # the full run ended, or the recipe diverged / overfitted at this level
+        progress = progress.next_level(end.backprops, end.train_seconds, end.eval_seconds)
+
+
+__all__ = ["LevelAt", "LevelEnd", "LevelProgress", "fidelity_value", "level_config", "level_epochs", "level_report",
+           "run_levels"]

@@ -30,7 +30,7 @@ class TrialSetup:
     the full run last; ``reduction_factor``: ASHA's η, whose powers are the levels' values of
     the ``fidelity`` time attribute; ``plugins``: (kind, name, object) entries to register in
     the trial's process (a model or dataset callable given to the Python API);
-    ``workers``: Ray Train workers per trial (:mod:`trainables.train_workers`), which share
+    ``workers``: Ray Train workers per trial (:mod:`trainables.distributed.workers`), which share
     the trial's ``cpus_per_trial`` and ``gpus_per_trial`` and keep their Ray Train runs in
     ``train_storage``.
     """

@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from trainables.checkpoint import save_progress, save_run
-from trainables.objective import DIVERGED_OBJECTIVE
+from trainables.evaluation.scoring import DIVERGED_OBJECTIVE
+from trainables.training.checkpoint import save_progress, save_run
 
 
 def tune_metrics(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,10 @@
-"""The parts of one training run, built from its config and handed to :class:`~trainables.engine.Run`.
+"""The parts of one training run, built from its config and handed to :class:`~trainables.training.engine.Run`.
 
 :func:`build_parts` makes the single-process parts; a data-parallel worker builds the same
 parts with its own loader (its shard), method (memories sized to the shard), forward
 function (through DDP) and reducer (an all-reduce), using the ``make_*`` helpers here.
 Nothing here touches global state: seeding and threads are set at the process edge
-(:func:`trainables.engine.start_run`).
+(:func:`trainables.training.engine.start_run`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from trainables.compiled import forward_model
 from trainables.config import TrainConfig
 from trainables.data import Augment, Batch, Dataset, load_config_dataset, make_loader
 from trainables.devices import resolve_device
 from trainables.methods import Method, StepContext, build_loss, build_method
 from trainables.models import build_model
 from trainables.schedules import Schedule, build_schedule
+from trainables.training.attack_forward import forward_model
 
 
 class Loader(Iterable[Batch], Sized, Protocol):
@@ -37,7 +37,7 @@ def _identity(sums: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class RunParts:
-    """Everything a :class:`~trainables.engine.Run` trains with.
+    """Everything a :class:`~trainables.training.engine.Run` trains with.
 
     ``forward``: the model as methods call it (possibly compiled or DDP-wrapped);
     ``reduce_sums``: the epoch's statistics over every process of the run (identity for one).

@@ -5,7 +5,7 @@ GPU) is a Tune trial whose function only drives: for each fidelity level it runs
 ``TorchTrainer`` with W workers, which Ray places on any nodes that have the resources, joins
 in one process group (NCCL on GPUs, gloo on CPUs) and restarts from their last checkpoint
 when the trial is restarted. Each worker runs :func:`worker_loop`: a
-:class:`~trainables.data_parallel.DataParallelRun` on its fixed shard of the data, with
+:class:`~trainables.distributed.data_parallel.DataParallelRun` on its fixed shard of the data, with
 ``batch_size`` the global batch and backprops counted per global batch, as one process
 would count them.
 
@@ -29,20 +29,24 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainables.checkpoint import load_run_state, save_progress
 from trainables.config import TrainConfig, parse_config
-from trainables.data_parallel import DataParallelRun, check_world, load_shards, save_shards
-from trainables.engine import seed_process
-from trainables.evaluation import test_split_accuracy
-from trainables.levels import LevelAt, LevelProgress, level_config, level_report
+from trainables.distributed.data_parallel import (
+    DataParallelRun,
+    check_world,
+    load_shards,
+    save_shards,
+)
+from trainables.evaluation.accuracy import test_split_accuracy
 from trainables.status import Status
-from trainables.trial import TrialSetup, register_plugins
-from trainables.tune_report import node_metrics, tune_metrics
+from trainables.training.checkpoint import load_run_state, save_progress
+from trainables.training.engine import seed_process
+from trainables.trials.fidelity import LevelAt, LevelProgress, level_report
+from trainables.trials.report import node_metrics, tune_metrics
+from trainables.trials.setup import TrialSetup, register_plugins
 
 DRIVER_CPUS = 0.01  # a multi-worker trial's own process only waits for its workers
 WORKER_PG = "worker_pg"  # the metric naming the workers' placement group
@@ -202,34 +206,5 @@ def trial_workers(setup: TrialSetup) -> int:
     return max(setup.workers, int(gpus) if gpus >= 2 and torch.cuda.is_available() else 1)
 
 
-def tune_data_parallel(cfg: TrainConfig, setup: TrialSetup, controls: dict[str, Any]) -> None:
-    """The Tune trial function's body for a trial on several workers: each fidelity level one
-    inner Ray Train run (module doc). A confirmation run (``controls["attacks"]``) is one run
-    measured on the test split at its end, or, with ``controls["checkpoint"]``, that finished
-    run measured as it is."""
-    from ray import tune
-
-    workers = trial_workers(setup)
-    gpus = float(setup.gpus_per_trial or 0)
-    use_gpu = gpus > 0 and torch.cuda.is_available()
-    trial = tune.get_context().get_trial_id()
-    storage = setup.train_storage or str(Path(tempfile.gettempdir(), "raysearch-train"))
-    test = (str(controls["attacks"]), controls.get("examples")) if controls.get("attacks") else None
-    levels = ((1.0, 1.0),) if test is not None else tuple(setup.levels)
-    first = len(levels) - 1 if controls.get("warm_start") else 0  # a paper default runs the experiment only
-    progress = LevelProgress(first)
-    for level in range(first, len(levels)):
-        at = LevelAt(level, levels, first, cfg.epochs, setup.reduction_factor)
-        plan = WorkerPlan(level_config(cfg, levels[level]).to_flat(), None if test else at, progress,
-                          restore=controls.get("checkpoint"), plugins=setup.plugins, use_gpu=use_gpu, test=test)
-        result = fit_workers(plan, workers, name=f"{trial}-level{level}", storage=storage,
-                             cpus_per_worker=worker_cpus(setup.cpus_per_trial, workers),
-                             gpus_per_worker=gpus / workers, in_tune=True)
-        if at.last or result.status != Status.COMPLETED:
-            return  # the full run ended, or the recipe diverged / overfitted at this level
-        progress = progress.next_level(int(result.cost.get("backprops", 0)), float(result.cost.get("train_seconds", 0.0)),
-                                       float(result.cost.get("eval_seconds", 0.0)))
-
-
 __all__ = ["DRIVER_CPUS", "WORKER_PG", "WorkerPlan", "WorkersResult", "fit_workers", "train_data_parallel",
-           "trial_workers", "tune_data_parallel", "worker_cpus", "worker_loop"]
+           "trial_workers", "worker_cpus", "worker_loop"]

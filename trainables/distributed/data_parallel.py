@@ -1,6 +1,6 @@
 """One run across several workers: data-parallel training with DistributedDataParallel.
 
-The workers (Ray Train's, :mod:`trainables.train_workers`) share a process group that is
+The workers (Ray Train's, :mod:`trainables.distributed.workers`) share a process group that is
 already initialized (NCCL on CUDA, gloo on the CPU); rank 0 alone evaluates. This module is
 the arithmetic of such a run; it starts no processes.
 
@@ -37,7 +37,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from trainables.checkpoint import load_run_state, save_run
 from trainables.config import TrainConfig
 from trainables.data import (
     Augment,
@@ -48,8 +47,10 @@ from trainables.data import (
     train_subset,
     training_augment,
 )
-from trainables.engine import Run
-from trainables.parts import (
+from trainables.registry import ConfigError
+from trainables.training.checkpoint import load_run_state, save_run
+from trainables.training.engine import Run
+from trainables.training.run_parts import (
     RunParts,
     make_context,
     make_forward,
@@ -58,7 +59,6 @@ from trainables.parts import (
     make_optimizer,
     make_schedule,
 )
-from trainables.registry import ConfigError
 
 SHARD_FILE = "rank{rank}.pt"
 

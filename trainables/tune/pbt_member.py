@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainables.checkpoint import STATE_FILE, load_progress, load_run_state
 from trainables.config import TrainConfig, parse_config
-from trainables.engine import Run, start_run
-from trainables.objective import DIVERGED_OBJECTIVE, target_objective, tradeoff_objective
+from trainables.evaluation.scoring import DIVERGED_OBJECTIVE, target_objective, tradeoff_objective
 from trainables.status import Status
-from trainables.trainable import guard_failed
-from trainables.trial import TrialSetup, apply_resources, enter_trial
-from trainables.tune_report import report_epoch
+from trainables.training.checkpoint import STATE_FILE, load_progress, load_run_state
+from trainables.training.engine import Run, start_run
+from trainables.trials.report import report_epoch
+from trainables.trials.setup import TrialSetup, apply_resources, enter_trial
+from trainables.tune.functions import guard_failed
 
 POPULATION_METRIC = "population_objective"  # what PBT / PB2 rank members by (minimized)
 MUTABLE = ("k", "alpha")  # what the population learns
@@ -154,7 +154,7 @@ def population_trainable(config: dict[str, Any], setup: TrialSetup | None = None
 
 def _report(run: Run, record: dict[str, Any], spent: Spent, donor: dict[str, Any] | None, me: str) -> None:
     learned = learned_schedule(run.history)
-    robust = record["robust_acc"]  # the weights that count (trainables.checkpoint.counts_best)
+    robust = record["robust_acc"]  # the weights that count (trainables.training.checkpoint.counts_best)
     extra = {
         POPULATION_METRIC: population_objective(run, robust), "population": True, "full_fidelity": True,
         "trial_backprops": spent.backprops, "trial_train_seconds": spent.seconds,

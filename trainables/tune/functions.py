@@ -2,13 +2,13 @@
 
 A trial's config holds training keys and the search's per-trial controls under ``trial.``
 (``trial.warm_start``: the paper default it runs; ``trial.family``: its search space), split
-off in one place (:func:`trainables.trial.split_trial_config`). What every trial of a search
+off in one place (:func:`trainables.trials.setup.split_trial_config`). What every trial of a search
 shares (its resources, the fidelity levels, plug-in objects) comes as a
-:class:`~trainables.trial.TrialSetup` through ``tune.with_parameters``, not in the config.
+:class:`~trainables.trials.setup.TrialSetup` through ``tune.with_parameters``, not in the config.
 
 :func:`tune_trainable` trains a recipe as a sequence of *complete* runs at increasing fidelity
-(:mod:`trainables.levels`; a trial with several workers runs each level on Ray Train:
-:mod:`trainables.train_workers`) and reports every epoch with a checkpoint of the whole
+(:mod:`trainables.trials.fidelity`; a trial with several workers runs each level on Ray Train:
+:mod:`trainables.distributed.workers`) and reports every epoch with a checkpoint of the whole
 run state, so a restored trial continues exactly. A paper default (warm start) runs only the
 last level. The time attribute ``fidelity`` advances only when a level ends (to
 ``reduction_factor ** level``), so ASHA's rungs compare complete runs of one level and its
@@ -32,16 +32,17 @@ from typing import Any
 
 import torch
 
-from trainables.checkpoint import STATE_FILE, load_progress, load_run_state, scored_file
-from trainables.config import parse_config
-from trainables.engine import Run, start_run
-from trainables.evaluation import test_split_accuracy
-from trainables.faults import own_failures
-from trainables.levels import LevelAt, LevelProgress, level_config, level_report
+from trainables.config import TrainConfig, parse_config
+from trainables.distributed.workers import trial_workers
+from trainables.evaluation.accuracy import test_split_accuracy
 from trainables.status import Status
-from trainables.train_workers import trial_workers, tune_data_parallel
-from trainables.trial import TrialSetup, apply_resources, enter_trial
-from trainables.tune_report import node_metrics, report_epoch
+from trainables.training.checkpoint import STATE_FILE, load_progress, load_run_state, scored_file
+from trainables.training.engine import Run, start_run
+from trainables.trials.faults import own_failures
+from trainables.trials.fidelity import LevelAt, LevelEnd, LevelProgress, level_report, run_levels
+from trainables.trials.report import node_metrics, report_epoch
+from trainables.trials.setup import TrialSetup, apply_resources, enter_trial
+from trainables.tune.multi_worker import tune_data_parallel
 
 MAX_RETRIES = 1  # FailureConfig(max_failures=1)
 
@@ -105,23 +106,20 @@ def tune_trainable(config: dict[str, Any], setup: TrialSetup | None = None) -> N
         tune_data_parallel(cfg, setup, controls)
         return
     node = node_metrics()
-    levels = list(setup.levels)
     progress, state = _restored()
-    first = len(levels) - 1 if controls.get("warm_start") else 0  # a paper default runs the experiment only
-    progress.level = max(progress.level, first)
-    for level in range(progress.level, len(levels)):
-        run = start_run(level_config(cfg, levels[level]), device)
-        if state is not None and progress.state_level == level:
+
+    def run_level(level_cfg: TrainConfig, at: LevelAt, progress: LevelProgress) -> LevelEnd:
+        run = start_run(level_cfg, device)
+        if state is not None and progress.state_level == at.level:  # the level the checkpoint is of
             run.load_state_dict(state)
-        state = None
-        at = LevelAt(level, tuple(levels), first, cfg.epochs, setup.reduction_factor)
         while not run.finished:
             record, extra, after = level_report(run, run.step(), at, progress)
             with tempfile.TemporaryDirectory() as directory:
                 report_epoch(run, record, directory, {**node, **extra}, dataclasses.asdict(after))
-        if at.last or run.status != Status.COMPLETED:
-            return  # the full run ended, or the recipe diverged / overfitted at this level
-        progress = progress.next_level(run.cost.backprops, run.cost.train_seconds, run.cost.eval_seconds)
+        return LevelEnd(run.status, run.cost.backprops, run.cost.train_seconds, run.cost.eval_seconds)
+
+    first = len(setup.levels) - 1 if controls.get("warm_start") else 0  # a paper default runs the experiment only
+    run_levels(cfg, tuple(setup.levels), first, progress, setup.reduction_factor, run_level)
 
 
 def _epochs(run: Run) -> Iterator[dict[str, Any]]:
@@ -134,7 +132,7 @@ def _epochs(run: Run) -> Iterator[dict[str, Any]]:
 
 def _scored_weights(directory: str | os.PathLike[str], rule: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(the weights that count for a finished trial under ``rule``, its state) from a
-    checkpoint folder (:func:`trainables.checkpoint.scored_file`)."""
+    checkpoint folder (:func:`trainables.training.checkpoint.scored_file`)."""
     state = load_run_state(directory)
     path, key = scored_file(directory, rule, str(state.get("status", "")))
     if key is not None:
