@@ -41,7 +41,10 @@ def resumed(tmp_path_factory: pytest.TempPathFactory, shared_ray: None) -> dict:
     result = search(resume=str(run_dir), progress=False)
     study = optuna.load_study(study_name=result.summary["study_name"], storage=f"sqlite:///{run_dir / 'optuna.db'}")
     told = [t.user_attrs.get("ray_trial_id") for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    return {"version": version, "before": before, "after": _statuses(run_dir), "result": result, "told": told}
+    failed = {t.user_attrs.get("ray_trial_id"): t.params for t in study.trials if t.state == optuna.trial.TrialState.FAIL}
+    params = {t.user_attrs.get("ray_trial_id"): t.params for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    return {"version": version, "before": before, "after": _statuses(run_dir), "result": result, "told": told,
+            "failed": failed, "params": params}
 
 
 def test_a_run_directory_written_by_0_2_resumes(resumed: dict) -> None:
@@ -56,7 +59,9 @@ def test_a_run_directory_written_by_0_2_resumes(resumed: dict) -> None:
     assert len(told) == len(set(told)) and set(finished) <= set(told)  # each trial told at most once
 
 
-@pytest.mark.xfail(strict=True, reason="in this 0.2 run the Optuna trial of the trial cut short by Ctrl-C was marked "
-                                       "FAIL (by 0.2), so its result after --resume cannot reach the study")
 def test_the_trial_cut_short_is_told_to_the_study_after_resume(resumed: dict) -> None:
     assert sorted(resumed["told"]) == sorted(resumed["after"])
+    # 0.2 had told the cut-short trial FAIL: that record stays, and its outcome after the resume
+    # joined the study as a trial of the same parameters
+    (cut_short,) = resumed["failed"]
+    assert cut_short in resumed["told"] and resumed["params"][cut_short] == resumed["failed"][cut_short]

@@ -335,3 +335,17 @@ def _the_dashboard_shows_both(url: str, later: Any) -> None:
         proc.terminate()
         proc.wait(timeout=10)
 
+
+
+def test_a_run_directorys_own_study_moves_with_it(tmp_path: Path) -> None:
+    from raysearch.rundir.study_store import own_study, recall
+
+    old = f"sqlite:///{tmp_path / 'was' / 'optuna.db'}"
+    here = tmp_path / "now"
+    assert own_study(old, str(here)) == old  # no optuna.db where the run is now: kept as recorded
+    here.mkdir()
+    (here / "optuna.db").write_bytes(b"")
+    assert own_study(old, str(here)) == f"sqlite:///{here / 'optuna.db'}"
+    assert recall(old) == f"sqlite:///{here / 'optuna.db'}"  # what the unpickled searcher re-opens
+    shared = f"sqlite:///{tmp_path / 'team.db'}"  # a study given by --study-storage stays where it is
+    assert own_study(shared, str(here)) == shared

@@ -11,7 +11,13 @@ def study_place(exp: Experiment, run_dir: str, run_name: str, resume: bool, give
     has no Optuna study). A resumed run finds them in its summary (0.2's runs: ``optuna.db``,
     the study named after the run); a URL given again (``--study-storage``) supplies the
     password the run files do not hold."""
-    from raysearch.rundir.study_store import check_study_storage, remember, study_name, study_url
+    from raysearch.rundir.study_store import (
+        check_study_storage,
+        own_study,
+        remember,
+        study_name,
+        study_url,
+    )
 
     if given:
         remember(given)
@@ -25,6 +31,7 @@ def study_place(exp: Experiment, run_dir: str, run_name: str, resume: bool, give
         name = summary.get("study_name") or run_name
         if not url and not is_uri(run_dir):
             url = study_url(None, run_dir)
+        url = own_study(url, run_dir) if url and not is_uri(run_dir) else url
     else:
         url = study_url(exp.search.study_storage, run_dir) if exp.search.study_storage or not is_uri(run_dir) else None
         name = study_name(exp.name, run_name)

@@ -59,6 +59,17 @@ def study_url(setting: str | None, run_dir: str) -> str:
     return setting
 
 
+def own_study(url: str, run_dir: str) -> str:
+    """``url`` as it reads for the run directory where it is now: a run's own SQLite study
+    (``<its run dir>/optuna.db``, recorded with an absolute path) moves with the run directory,
+    so a run copied or moved elsewhere resumes on its copy and leaves the original alone."""
+    here = Path(run_dir, STUDY_FILE)
+    if url.startswith("sqlite:///") and Path(url[len("sqlite:///"):]).name == STUDY_FILE and here.exists():
+        _known[url] = study_url(None, run_dir)  # what this process's unpickled studies open (recall)
+        return _known[url]
+    return url
+
+
 def is_database(url: str) -> bool:
     """A SQLAlchemy URL other than SQLite (a server the search connects to)."""
     return "://" in url and not url.startswith(("sqlite:", JOURNAL))
@@ -87,7 +98,10 @@ def remember(url: str) -> str:
 
 def recall(url: str) -> str:
     """The usable form of a (possibly masked) URL: as given to this process, else
-    ``$RAYSEARCH_STUDY_STORAGE`` when it masks the same, else without a password."""
+    ``$RAYSEARCH_STUDY_STORAGE`` when it masks the same, else without a password; a run
+    directory's own SQLite study where the run directory is now (:func:`own_study`)."""
+    if url.startswith("sqlite:"):
+        return _known.get(url, url)  # a run directory's own study, moved with it (own_study)
     if MASK not in url or not is_database(url):
         return url
     if url in _known:

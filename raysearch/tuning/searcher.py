@@ -161,6 +161,7 @@ class OptunaSearcher(Searcher):
         if spent_before:  # a stage of this search that ran before it (the reference) is on the ledger
             self._spent["(before the search)"] = (float(spent_before), 0.0)
         self._done: set[str] = set()
+        self._told_fail: set[str] = set()  # done as FAIL before a resume; running again when results come
         self.interrupted = False  # set by the driver on Ctrl-C: cut-short trials stay unfinished
 
     # -- Tune's Searcher interface -------------------------------------------------------------
@@ -193,7 +194,9 @@ class OptunaSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         self._track_spent(trial_id, result)
-        if trial_id not in self._done:
+        if trial_id in self._told_fail:  # told FAIL by the interrupted search, yet Tune continued it
+            self._done.discard(trial_id)
+        elif trial_id not in self._done:
             self._report(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
@@ -204,18 +207,41 @@ class OptunaSearcher(Searcher):
         state, values = self.outcome(result, error)
         if state is None:  # cut short by an interrupted search: leave it unfinished for --resume
             return
+        constraints = ({TARGET_CONSTRAINT: target_shortfall(result or {}, self._target)}
+                       if self._target is not None and state in (TrialState.COMPLETE, TrialState.PRUNED) else {})
+        if trial_id in self._told_fail:
+            self._tell_as_new(trial_id, state, values, self._outcome_attrs(result or {}), constraints)
+            self._done.add(trial_id)
+            return
         if result and state != TrialState.FAIL:
             # The result on which the scheduler said STOP never reached on_trial_result.
             self._report(trial_id, result)
-        if result:
-            self._record_outcome_metrics(trial_id, result)
-        if self._target is not None and state in (TrialState.COMPLETE, TrialState.PRUNED):
-            self._trials[trial_id].set_constraint(TARGET_CONSTRAINT, target_shortfall(result or {}, self._target))
+        trial = self._trials[trial_id]
         try:
-            self.study.tell(self._trials[trial_id], values, state=state)
-        except Exception as exc:  # already finished (a resumed run re-completing a trial)
+            for key, value in self._outcome_attrs(result or {}).items():
+                trial.set_user_attr(key, value)
+            for key, value in constraints.items():
+                trial.set_constraint(key, value)
+            self.study.tell(trial, values, state=state)
+        except Exception as exc:  # already finished in a shared storage
             logger.warning("Optuna did not take the outcome of trial %s: %s", trial_id, exc)
         self._done.add(trial_id)
+
+    def _tell_as_new(self, trial_id: str, state: TrialState, values: Any, attrs: dict[str, Any],
+                     constraints: dict[str, float]) -> None:
+        """A trial whose Optuna trial an interrupted search had told FAIL (0.2 did so on Ctrl-C)
+        and that has now ended after ``--resume``: its outcome joins the study as a trial of the
+        same parameters and attributes, since Optuna cannot change a finished trial's state
+        (the FAIL stays as history). A trial that failed again adds nothing."""
+        self._told_fail.discard(trial_id)
+        if state == TrialState.FAIL:
+            return
+        number = self._trials[trial_id].number
+        frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == number)
+        self.study.add_trial(optuna.trial.create_trial(
+            state=state, values=None if values is None else list(values) if isinstance(values, list) else [values],
+            params=frozen.params, distributions=frozen.distributions, user_attrs={**frozen.user_attrs, **attrs},
+            intermediate_values=frozen.intermediate_values, constraints=constraints or None))
 
     # -- outcome ---------------------------------------------------------------------------------
     def outcome(self, result: Mapping[str, Any] | None, error: bool = False) -> tuple[TrialState | None, Any]:
@@ -262,20 +288,18 @@ class OptunaSearcher(Searcher):
     def _scheduler_metric(self) -> str:
         return "objective"  # what the scheduler compares at a rung (one number in every mode)
 
-    def _record_outcome_metrics(self, trial_id: str, result: Mapping[str, Any]) -> None:
-        """Keep the trade-off's two sides as user attributes (Optuna's own plots work on a
-        single-objective study too; the target constraint reads ``robust_acc``)."""
-        ot_trial = self._trials[trial_id]
+    @staticmethod
+    def _outcome_attrs(result: Mapping[str, Any]) -> dict[str, Any]:
+        """The trade-off's two sides and the status, kept as user attributes (Optuna's own plots
+        work on a single-objective study too; the target constraint reads ``robust_acc``)."""
+        attrs: dict[str, Any] = {}
         for key in (*OUTCOME_METRICS, "status"):
             value = result.get(key)
             if key == "status" and isinstance(value, str):
-                ot_trial.set_user_attr(key, value)
+                attrs[key] = value
             elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
-                try:
-                    ot_trial.set_user_attr(key, float(value))
-                except Exception as exc:  # a finished trial in a shared storage
-                    logger.warning("Optuna did not take %s for trial %s: %s", key, trial_id, exc)
-                    return
+                attrs[key] = float(value)
+        return attrs
 
     # -- budget ----------------------------------------------------------------------------------
     def _track_spent(self, trial_id: str, result: Mapping[str, Any]) -> None:
@@ -311,19 +335,39 @@ class OptunaSearcher(Searcher):
         with open(checkpoint_path, "wb") as f:
             pickle.dump(self.__dict__, f)
 
+    def _study_where(self) -> None:
+        """Re-open the study on the run directory's own ``optuna.db`` where the run directory
+        is now, when it was moved or copied since the checkpoint (the search resolved that:
+        :func:`~raysearch.rundir.study_store.own_study`); the copy holds the same rows."""
+        from raysearch.rundir.study_store import open_storage, recall
+
+        storage = self.study._storage  # a 0.2 pickle holds Optuna's own cached RDB storage
+        url = getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "url", None)
+        if not url or recall(url) == url:
+            return
+        self.study = optuna.load_study(study_name=self.study.study_name, storage=open_storage(recall(url)),
+                                       sampler=self.study.sampler, pruner=self.study.pruner)
+        # optuna.Trial keeps its study and its row id (_trial_id): the copy has the same rows
+        self._trials = {tid: optuna.trial.Trial(self.study, trial._trial_id) for tid, trial in self._trials.items()}
+
     def restore(self, checkpoint_path: str) -> None:
         """Restore Tune's searcher checkpoint, then reconcile it with a persistent study.
 
         With an RDB storage the database is newer than the checkpoint: a driver killed after
         the last experiment checkpoint may have asked Optuna for trials that Tune never
         recorded. They would stay RUNNING forever (and, with constant-liar TPE, bias
-        sampling), so they are told FAIL; a lost warm-start point is enqueued again.
+        sampling), so they are told FAIL; a lost warm-start point is enqueued again. A trial the
+        interrupted search had told FAIL (0.2 did on Ctrl-C) that Tune continues is running again
+        at its first result, and its outcome is told as a new trial (:meth:`_tell_as_new`).
         """
         import pickle
 
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
         self.interrupted = False
+        self._study_where()
+        failed = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        self._told_fail = {tid for tid, trial in self._trials.items() if trial.number in failed}
         known = {t.number for t in self._trials.values()}
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if frozen.number in known:
