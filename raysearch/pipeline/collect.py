@@ -35,15 +35,14 @@ def search_cost(run: RunInfo) -> tuple[int, float, float]:
 
 
 def collect(plan: SearchPlan, launched: Launched, progress: bool = True) -> SearchResult:
-    """Read the run back, write ``search_summary.json`` and return the result."""
+    """Read the run back, write ``search_summary.json`` once with the outcome and return the result."""
     from raysearch.tuning.objective import pareto_front
 
     wall = time.monotonic() - plan.start
     interrupted = launched.interrupted
     run, trials = None, []
     if not is_uri(plan.run_dir):
-        write_summary(plan.run_dir, {"state": "interrupted" if interrupted else "finished"})
-        run = load_run(plan.run_dir, allow_empty=True)
+        run = load_run(plan.run_dir, allow_empty=True, interrupted=interrupted)
         trials = run.trials
         # a trial left cut short (by an earlier Ctrl-C that a resume did not reach) is unfinished work too
         interrupted = interrupted or any(t.status == Status.INTERRUPTED for t in trials)

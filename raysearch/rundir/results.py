@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from raysearch.rundir.records import TrialRecord, finite, record_from_folder
-from raysearch.rundir.study_store import STUDY_FILE
+from raysearch.rundir.study_store import STUDY_FILE, own_study
 from raysearch.rundir.summary import SUMMARY_FILE, read_summary
 from trainables.registry import ConfigError
 from trainables.status import Status
@@ -112,10 +112,10 @@ def tune_states(experiment_dir: Path) -> dict[str, dict[str, Any]]:
 def study_location(run_dir: str | os.PathLike[str]) -> tuple[str, str] | None:
     """(storage URL, study name) of a run's Optuna study: as its summary records them (a team
     database, password masked), else ``<run_dir>/optuna.db``'s study named after the run (or
-    its only one; run directories of 0.2)."""
+    its only one; run directories of 0.2). A run's own study is read where the run is now."""
     summary = read_summary(run_dir)
     if summary.get("study_storage") and summary.get("study_name"):
-        return str(summary["study_storage"]), str(summary["study_name"])
+        return own_study(str(summary["study_storage"]), str(run_dir)), str(summary["study_name"])
     path = Path(run_dir, STUDY_FILE)
     if not path.exists():
         return None
@@ -208,8 +208,11 @@ def _folders(root: Path) -> dict[Path, tuple[str, dict[str, Any]]]:
     return found
 
 
-def load_run(run_dir: str | os.PathLike[str], allow_empty: bool = False) -> RunInfo:
+def load_run(run_dir: str | os.PathLike[str], allow_empty: bool = False, interrupted: bool | None = None) -> RunInfo:
     """Read every trial of a run directory (finished or interrupted) without Ray.
+
+    ``interrupted``: whether the search was cut short (None: as its summary's state says; the
+    search that just ended knows before it writes the summary).
 
     Raises :class:`ConfigError` when ``run_dir`` is not a readable run directory or holds no
     trials (unless ``allow_empty``: a search whose every trial failed to start).
@@ -221,7 +224,8 @@ def load_run(run_dir: str | os.PathLike[str], allow_empty: bool = False) -> RunI
         raise ConfigError("run_dir", str(run_dir), "is not a directory")
     experiment, meta = read_experiment(root)
     summary = read_summary(root)
-    interrupted = summary.get("state") in ("interrupted", "running")
+    if interrupted is None:
+        interrupted = summary.get("state") in ("interrupted", "running")
     location = study_location(root)
     name = location[1] if location else None
     try:
