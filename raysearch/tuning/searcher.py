@@ -161,7 +161,7 @@ class OptunaSearcher(Searcher):
         if spent_before:  # a stage of this search that ran before it (the reference) is on the ledger
             self._spent["(before the search)"] = (float(spent_before), 0.0)
         self._done: set[str] = set()
-        self._told_fail: set[str] = set()  # done as FAIL before a resume; running again when results come
+        self._told_fail: set[str] = set()  # FAIL in the study at restore; told as new trials if Tune continues them
         self.interrupted = False  # set by the driver on Ctrl-C: cut-short trials stay unfinished
 
     # -- Tune's Searcher interface -------------------------------------------------------------
@@ -239,7 +239,7 @@ class OptunaSearcher(Searcher):
         number = self._trials[trial_id].number
         frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == number)
         self.study.add_trial(optuna.trial.create_trial(
-            state=state, values=None if values is None else list(values) if isinstance(values, list) else [values],
+            state=state, values=values if values is None or isinstance(values, list) else [values],
             params=frozen.params, distributions=frozen.distributions, user_attrs={**frozen.user_attrs, **attrs},
             intermediate_values=frozen.intermediate_values, constraints=constraints or None))
 
