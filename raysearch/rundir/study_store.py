@@ -207,7 +207,7 @@ class FileStorage(RDBStorage):
         self.engine.dispose()  # the connection opened to create the tables predates the listener
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
-        super().__setstate__(state)
+        super().__setstate__({**state, "url": recall(state["url"])})  # a moved run's own study (own_study)
         self._fast_connections()
 
 
