@@ -54,3 +54,33 @@ def test_the_leader_is_the_lowest_mean_and_only_validation_is_read() -> None:
         row["objective"] = 1.0 - row["val_objective"]
     decision = race_round(rows, ["a", "b"])
     assert decision.leader == "b" and decision.alive == ("b",) and decision.dropped[0].trial_id == "a"
+
+
+def test_a_confirmation_enters_ray_once_for_all_its_rounds_and_leaves_it_at_the_end(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each round is a Tune stage; Ray starts at the first one that trains (not before: a
+    confirmation of known rows needs none) and stops when the confirmation ends, not per round."""
+    import ray
+
+    import raysearch.pipeline.confirmation_stage as stage
+    import raysearch.tuning.tuner as tuner
+    from raysearch.rundir.results import RunInfo
+
+    up = {"now": False, "inits": 0, "shutdowns": 0}
+    monkeypatch.setattr(ray, "is_initialized", lambda: up["now"])
+    monkeypatch.setattr(ray, "init", lambda *a, **k: up.update(now=True, inits=up["inits"] + 1))
+    monkeypatch.setattr(ray, "shutdown", lambda *a, **k: up.update(now=False, shutdowns=up["shutdowns"] + 1))
+    fits: list[bool] = []
+    monkeypatch.setattr(tuner, "fit", lambda *a, **k: fits.append(up["now"]))
+    monkeypatch.setattr(stage, "_stage_folder", lambda run_dir, todo: (tmp_path / "confirm", False))
+    monkeypatch.setattr(stage.Confirmation, "_trainable", lambda self: (None, 1.0, {"cpu": 1.0}, 1))
+    monkeypatch.setattr(stage.Confirmation, "_new_tuner", lambda self, *a: None)
+    run = RunInfo.__new__(RunInfo)
+    object.__setattr__(run, "run_dir", tmp_path)
+    conf = stage.Confirmation(run, "pgd10", None, None, False, {}, {}, {})
+    with conf.ray:
+        assert up["inits"] == 0  # nothing trained yet
+        for _ in range(3):  # three rounds of a race
+            conf._stage([], "round")
+        assert fits == [True, True, True] and up == {"now": True, "inits": 1, "shutdowns": 0}
+    assert up == {"now": False, "inits": 1, "shutdowns": 1}

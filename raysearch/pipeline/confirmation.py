@@ -119,7 +119,7 @@ def _pick_fields(stats: list[Any], target: Any) -> dict[str, Any]:
 def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = None, progress: bool = True,
                      attacks: str | None = None, examples: int | None = None, defaults: bool | None = None,
                      racing: bool | None = None, trial_ids: list[str] | None = None) -> ConfirmResult:
-    """Confirm the run in ``run_dir`` (Ray must be initialized or will be, locally).
+    """Confirm the run in ``run_dir`` (in the caller's Ray session, else in one of its own).
     ``trial_ids``: confirm exactly these trials (no race), instead of the top ``top``."""
     from raysearch.reporting.stats import recipe_stats
 
@@ -136,7 +136,8 @@ def run_confirmation(run_dir: str | Path, top: int, seeds: int, *, plan: Any = N
     own = {(str(r["trial_id"]), int(r["seed"])): r for r in read_rows(csv_path) if r.get("source") in OWN_SOURCES}
     storage = run.run_dir.parent
     conf = Confirmation(run, attacks, examples, plan, progress, {}, read_known(storage), own)
-    rounds = _race(conf, chosen, seeds, margin) if racing else _all_seeds(conf, chosen, seeds)
+    with conf.ray:  # Ray once for every round, started only if one trains (Confirmation._stage)
+        rounds = _race(conf, chosen, seeds, margin) if racing else _all_seeds(conf, chosen, seeds)
     order = [item(c, i) for c in chosen for i in range(seeds)]
     ordered = [conf.rows[i.key] for i in order if i.key in conf.rows]
     mine = [r for r in ordered if r.get("source") == "this run"]

@@ -8,9 +8,10 @@ themselves, and what the confirmation leaves, are :mod:`raysearch.pipeline.confi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,8 @@ class Confirmation:
     own: dict[tuple[str, int], dict[str, Any]]
     reused_rows: int = 0
     interrupted: bool = False
+    ray: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # Ray, entered by the first stage
+
 
     def take(self, items: list[Item], train: bool = True) -> list[Item]:
         """Fill in the rows already measured; return the items still to run (none unless ``train``,
@@ -101,13 +104,15 @@ class Confirmation:
                 self.rows[item.key] = _row(item, measured, "search run" if measured.get("reused_run") else "this run")
 
     def _stage(self, todo: list[Item], note: str) -> None:
-        """Run ``todo`` as one Tune stage in its folder (:func:`_stage_folder`), in the search's Ray session."""
+        """Run ``todo`` as one Tune stage in its folder (:func:`_stage_folder`), in the search's Ray
+        session, else in one the first stage starts and the confirmation's end stops (not one per round)."""
         from raysearch.tuning.resources import ray_session
         from raysearch.tuning.tuner import INTERRUPT, fit, quiet_tune, restore_tuner
 
         trainable, cpus, request, workers = self._trainable()
         stage_path, restore = _stage_folder(self.run.run_dir, todo)
-        with quiet_tune(), ray_session():
+        self.ray.enter_context(ray_session())  # a no-op while Ray is up
+        with quiet_tune():
             INTERRUPT.clear()
             if restore:
                 tuner = restore_tuner(str(stage_path), trainable)
