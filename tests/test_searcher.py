@@ -11,7 +11,8 @@ import pytest
 from optuna.trial import TrialState
 
 from raysearch.tuning.budget import Budget, CostModel
-from raysearch.tuning.searcher import TARGET_CONSTRAINT, OptunaSearcher, make_sampler
+from raysearch.tuning.budget_limiter import BudgetLimiter, limit_legacy_budget
+from raysearch.tuning.searcher import TARGET_CONSTRAINT, OptunaSearcher, hparam_config, make_sampler
 from trainables.trials.setup import TRIAL_PREFIX
 
 
@@ -143,20 +144,101 @@ def test_a_trial_under_the_target_is_recorded_infeasible() -> None:
     assert searcher.study.best_trial.number == b.number  # Optuna skips the infeasible cheaper one
 
 
-def test_the_budget_stops_new_trials_once_committed() -> None:
+def _budget(limit: float = 500) -> tuple[CostModel, Budget]:
     # 100 examples, batch 10: 10 batches per epoch, 2 epochs; one level; PGD-10 costs 220 backprops.
     cost = CostModel(train_size=100, batch_size=10, max_batches=0, epochs=2, levels=((1.0, 1.0),),
                      base=(("epochs", 2), ("batch_size", 10)))
-    budget = Budget(cost, limit=500, first_level=220)
-    searcher = make(budget=budget)
-    assert isinstance(searcher.suggest("a"), dict)
-    assert isinstance(searcher.suggest("b"), dict)
-    planned = cost.trial_backprops(searcher._configs["a"]) + cost.trial_backprops(searcher._configs["b"])
-    decision = searcher.suggest("c")
-    assert (decision is None) == (planned + 220 > 500)  # waits for the running ones while the budget is committed
-    for trial_id in ("a", "b", "c"):
-        searcher.on_trial_complete(trial_id, {**result(2, 0.5, "completed"), "trial_backprops": 250})
-    assert searcher.suggest("d") == "FINISHED"  # 500 spent, nothing running: the search is over
+    return cost, Budget(cost, limit=limit, first_level=220)
+
+
+def test_the_budget_stops_new_trials_once_committed() -> None:
+    cost, budget = _budget()
+    searcher = BudgetLimiter(make(), budget)
+    configs = [searcher.suggest(t) for t in "abc"]  # seed 0: Free, PGD K=5, PGD K=9
+    assert [hparam_config(c) for c in configs] == [{"method": "free", "schedule": "constant"},
+                                                   {"method": "pgd", "k": 5, "schedule": "constant"},
+                                                   {"method": "pgd", "k": 9, "schedule": "constant"}]
+    # each planned once, by the cost model: backprops per batch x 10 batches x 2 epochs
+    assert searcher.planned == {"a": 80, "b": 120, "c": 200} == {
+        t: cost.trial_backprops(hparam_config(c)) for t, c in zip("abc", configs, strict=True)}
+    # c fitted (80 + 120 committed + 220 for a new first level <= 500); d does not: it waits
+    assert searcher.suggest("d") is None and len(searcher.searcher.study.trials) == 3
+    for trial_id, spent in (("a", 80), ("b", 120)):
+        searcher.on_trial_complete(trial_id, {**result(2, 0.5, "completed"), "trial_backprops": spent})
+        assert searcher.suggest("d") is None  # c's 200 still committed: 400 + 220 > 500
+    searcher.on_trial_complete("c", {**result(2, 0.5, "completed"), "trial_backprops": 200})
+    assert searcher.spent_backprops() == 400
+    assert searcher.suggest("d") == "FINISHED"  # nothing running and no room for a first level: over
+    assert len(searcher.searcher.study.trials) == 3  # Optuna was asked for no more
+
+
+def test_the_budget_counts_the_stage_before_and_frees_what_a_stopped_trial_did_not_spend() -> None:
+    cost, budget = _budget(limit=700)
+    searcher = BudgetLimiter(make(), budget, spent_before=220)  # the reference, trained first
+    first = searcher.suggest("a")
+    plan = cost.trial_backprops(hparam_config(first))
+    assert searcher.spent_backprops() == 220 and searcher.allows_another() == (220 + plan + 220 <= 700)
+    searcher.on_trial_result("a", {**result(1, 0.9), "trial_backprops": 10})
+    searcher.on_trial_complete("a", {**result(1, 0.9), "trial_backprops": 10})  # stopped after 10 backprops
+    assert searcher.running == set() and searcher.spent_backprops() == 230
+    assert searcher.allows_another()  # its unspent plan is free again: 230 + 220 <= 700
+
+
+def _tune_checkpoint(searcher: Any, folder) -> None:
+    """What Tune's SearchGenerator does: each wrapper's state, then the base searcher's own file."""
+    from ray.tune.search import SearchGenerator
+
+    SearchGenerator(searcher).save_to_dir(str(folder), session_str="s")
+
+
+def _tune_restore(searcher: Any, folder) -> None:
+    from ray.tune.search import SearchGenerator
+
+    SearchGenerator(searcher).restore_from_dir(str(folder))
+
+
+def test_the_ledger_and_the_study_survive_tunes_checkpoint(tmp_path) -> None:
+    _, budget = _budget()
+    searcher = BudgetLimiter(make(tmp_path), budget, spent_before=100)
+    searcher.suggest("a")
+    searcher.on_trial_result("a", {**result(1, 0.9), "trial_backprops": 40})
+    _tune_checkpoint(searcher, tmp_path)
+
+    restored = BudgetLimiter(make(tmp_path), budget)
+    _tune_restore(restored, tmp_path)
+    assert restored.spent == {"(before the search)": (100.0, 0.0), "a": (40.0, 0.0)}
+    assert restored.planned == searcher.planned and restored.running == {"a"}
+    restored.on_trial_complete("a", result(2, 0.7, "completed"))
+    study = optuna.load_study(study_name="unit", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].intermediate_values == {100: 0.9, 200: 0.7}
+
+
+def test_a_searcher_that_counted_its_own_budget_is_wrapped_on_restore(tmp_path) -> None:
+    """0.2's OptunaSearcher held the budget (``_budget``) and its ledger (``_spent``, ``_configs``,
+    ``_done``), unwrapped: after ``--resume`` the limiter takes them over, so the budget holds."""
+    cost, budget = _budget()
+    old = make(tmp_path)
+    config = old.suggest("a")
+    old.__dict__.update(_budget=budget, _spent={"(before the search)": (220.0, 0.0), "a": (30.0, 1.0)},
+                        _configs={"a": config}, _done=set())
+    _tune_checkpoint(old, tmp_path)  # 0.2's checkpoint: the searcher alone
+    assert type(limit_legacy_budget(make())) is OptunaSearcher  # no budget of its own: left as it is
+
+    unpickled = pickle.loads(pickle.dumps(old))  # what tuner.pkl gives back
+    wrapped = limit_legacy_budget(unpickled)
+    assert isinstance(wrapped, BudgetLimiter) and wrapped.searcher is unpickled and limit_legacy_budget(wrapped) is wrapped
+    _tune_restore(wrapped, tmp_path)
+    assert wrapped.suggest("b") is None  # 250 spent, a's 50 still committed: 300 + 220 > 500, so it waits
+    assert wrapped.spent_backprops() == 250 and wrapped.running == {"a"}
+    assert wrapped.planned == {"a": cost.trial_backprops(hparam_config(config))} == {"a": 80}
+    # the ledger is Tune's from now on: a second resume takes it, not the 0.2 fields again
+    wrapped.on_trial_result("a", {**result(1, 0.9), "trial_backprops": 60})
+    (tmp_path / "later").mkdir()
+    _tune_checkpoint(wrapped, tmp_path / "later")
+    again = limit_legacy_budget(pickle.loads(pickle.dumps(old)))
+    _tune_restore(again, tmp_path / "later")
+    again.suggest("c")
+    assert again.spent["a"] == (60.0, 0.0) and again.spent_backprops() == 280
 
 
 def test_pareto_study_prunes_without_intermediate_values() -> None:

@@ -87,6 +87,7 @@ def reference_record(plan: SearchPlan, progress: bool) -> TrialRecord | None:
 
 def search_tuner(plan: SearchPlan, target: float | None, prior: list[Prior], progress: bool) -> Any:
     """The search's Tune run (new or restored)."""
+    from raysearch.tuning.budget_limiter import BudgetLimiter
     from raysearch.tuning.progress import ProgressLines
     from raysearch.tuning.scheduler import make_scheduler
     from raysearch.tuning.tensorboard import TensorBoardCallback
@@ -109,7 +110,9 @@ def search_tuner(plan: SearchPlan, target: float | None, prior: list[Prior], pro
     param_space = dict(plan.train)
     if target is not None:
         param_space["target_robust_acc"] = target
-    stage = Stage(plan.run_name, plan.storage_path, trainable, param_space, searcher, scheduler, s.samples,
+    proposer = searcher if plan.budget is None else BudgetLimiter(
+        searcher, plan.budget, spent_before=sum(p.record.spent_backprops for p in prior))
+    stage = Stage(plan.run_name, plan.storage_path, trainable, param_space, proposer, scheduler, s.samples,
                   plan.concurrency, callbacks)
     return build_tuner(stage)
 
@@ -137,9 +140,8 @@ def optuna_searcher(plan: SearchPlan, target: float | None, prior: list[Prior]) 
     return OptunaSearcher(
         plan.space, metric=metric, mode=mode, sampler=sampler, study_name=plan.study, storage=storage,
         step_attr=s.time_attr, warm_starts=[(p.label, p.params) for p in plan.warm_starts], enqueue=enqueued,
-        metric_names=metric_names(cfg.objective, cfg.cost_weight), study_attrs=study_attrs, budget=plan.budget,
-        space_name=s.space, prior=told, target=target if cfg.objective == "target" else None,
-        spent_before=sum(p.record.spent_backprops for p in prior))
+        metric_names=metric_names(cfg.objective, cfg.cost_weight), study_attrs=study_attrs,
+        space_name=s.space, prior=told, target=target if cfg.objective == "target" else None)
 
 
 def population_tuner(plan: SearchPlan, trainable: Any, target: float | None, progress: bool) -> Any:

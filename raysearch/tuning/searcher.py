@@ -23,8 +23,10 @@ scores as if they were final (SPEC §8 forbids this). :class:`OptunaSearcher` is
   NSGA-II read), so a trial under the target is recorded infeasible;
 * names the objective(s) (``study.set_metric_names``), describes the experiment in study user
   attributes and gives every trial its config under the names TensorBoard uses
-  (``config.<key>``), its recipe label and its Tune id (``ray_trial_id``);
-* stops starting trials once the budget (:mod:`raysearch.tuning.budget`) is committed.
+  (``config.<key>``), its recipe label and its Tune id (``ray_trial_id``).
+
+The budget is not its business: :class:`~raysearch.tuning.budget_limiter.BudgetLimiter` wraps
+it (or any searcher) and stops asking for trials once the budget is committed.
 
 The study lives in an Optuna storage (``sqlite:///<run_dir>/optuna.db``) when the run
 directory is local, so it outlives the driver and can be opened with Optuna's own tools; Tune
@@ -43,7 +45,6 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from raysearch.tuning.budget import Budget
 from search_spaces import family_of, strip_search_keys
 from trainables.labels import describe
 from trainables.status import Status
@@ -110,9 +111,6 @@ class OptunaSearcher(Searcher):
         warm_starts: (label, parameters) of the papers' defaults, evaluated first.
         metric_names: names of the objective(s) in the study (``study.set_metric_names``).
         study_attrs: user attributes of the study (the experiment, dataset, model, ε, ...).
-        budget: stop starting trials once this budget is committed (None: ``num_samples`` only).
-        spent_before: backprops this search spent before the searcher started (the reference
-            stage of ``target_robust_acc: reference``), charged to ``budget``.
         space_name: the search space, for the trials' ``trial.family`` control.
         prior: (parameters, value, user attributes) of trials that finished elsewhere (paper
             defaults reused from an earlier run), told to a new study before anything else.
@@ -128,12 +126,11 @@ class OptunaSearcher(Searcher):
                  storage: str | None = None, step_attr: str = "training_iteration",
                  warm_starts: Sequence[tuple[str, dict[str, Any]]] = (),
                  metric_names: Sequence[str] | None = None, study_attrs: Mapping[str, Any] | None = None,
-                 budget: Budget | None = None, space_name: str = "all",
+                 space_name: str = "all",
                  prior: Sequence[tuple[dict[str, Any], Any, dict[str, Any]]] = (), target: float | None = None,
-                 spent_before: float = 0.0,
                  enqueue: Sequence[tuple[dict[str, Any], dict[str, Any]]] = ()) -> None:
         super().__init__(metric=metric, mode=mode)  # type: ignore[arg-type]
-        self._space, self._step_attr, self._budget, self._space_name = space, step_attr, budget, space_name
+        self._space, self._step_attr, self._space_name = space, step_attr, space_name
         self._target = target
         directions: list[Any] = [("maximize" if m == "max" else "minimize")
                                  for m in (mode if isinstance(mode, list) else [mode])]
@@ -155,11 +152,7 @@ class OptunaSearcher(Searcher):
             for params, attrs in enqueue:
                 self.study.enqueue_trial(params, user_attrs=dict(attrs))
         self._trials: dict[str, optuna.Trial] = {}
-        self._configs: dict[str, dict[str, Any]] = {}
         self._reported: dict[str, float] = {}
-        self._spent: dict[str, tuple[float, float]] = {}  # trial id -> (backprops, train seconds)
-        if spent_before:  # a stage of this search that ran before it (the reference) is on the ledger
-            self._spent["(before the search)"] = (float(spent_before), 0.0)
         self._done: set[str] = set()
         self._told_fail: set[str] = set()  # FAIL in the study at restore; told as new trials if Tune continues them
         self.interrupted = False  # set by the driver on Ctrl-C: cut-short trials stay unfinished
@@ -174,8 +167,6 @@ class OptunaSearcher(Searcher):
         return isinstance(self.metric, list)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # FINISHED is a str
-        if self._budget is not None and not self._budget_allows_another():
-            return Searcher.FINISHED if not self._running() else None
         ot_trial = self.study.ask()
         constants = self._space(ot_trial) or {}
         params = dict(ot_trial.params)
@@ -189,11 +180,9 @@ class OptunaSearcher(Searcher):
         for key, value in hparam_config(train).items():
             ot_trial.set_user_attr(CONFIG_ATTR + key, value)
         self._trials[trial_id] = ot_trial
-        self._configs[trial_id] = {**train, **controls}
         return {**train, **controls}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        self._track_spent(trial_id, result)
         if trial_id in self._told_fail:  # told FAIL by the interrupted search, yet Tune continued it
             self._done.discard(trial_id)
         elif trial_id not in self._done:
@@ -202,8 +191,6 @@ class OptunaSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._done or trial_id not in self._trials:
             return
-        if result:
-            self._track_spent(trial_id, result)
         state, values = self.outcome(result, error)
         if state is None:  # cut short by an interrupted search: leave it unfinished for --resume
             return
@@ -300,33 +287,6 @@ class OptunaSearcher(Searcher):
             elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
                 attrs[key] = float(value)
         return attrs
-
-    # -- budget ----------------------------------------------------------------------------------
-    def _track_spent(self, trial_id: str, result: Mapping[str, Any]) -> None:
-        backprops = result.get("trial_backprops", result.get("backprops"))
-        seconds = result.get("trial_train_seconds", result.get("train_seconds", 0.0))
-        if isinstance(backprops, (int, float)):
-            self._spent[trial_id] = (float(backprops), float(seconds or 0.0))
-
-    def _running(self) -> list[str]:
-        return [t for t in self._trials if t not in self._done]
-
-    def _budget_allows_another(self) -> bool:
-        budget = self._budget
-        assert budget is not None
-        spent = sum(b for b, _ in self._spent.values())
-        seconds = sum(s for _, s in self._spent.values())
-        committed = 0.0
-        for trial_id in self._running():
-            config = self._configs.get(trial_id, {})
-            start = len(budget.cost.levels) - 1 if config.get(f"{TRIAL_PREFIX}warm_start") else 0
-            planned = budget.cost.trial_backprops(hparam_config(config), start) if config else 0
-            committed += max(0.0, planned - self._spent.get(trial_id, (0.0, 0.0))[0])
-        return budget.fits(spent, seconds, committed, budget.first_level)
-
-    def spent_backprops(self) -> float:
-        """Backprops spent by every trial this searcher started (all levels)."""
-        return sum(b for b, _ in self._spent.values())
 
     # -- Tune's checkpointing --------------------------------------------------------------------
     def save(self, checkpoint_path: str) -> None:

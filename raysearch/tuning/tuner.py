@@ -147,9 +147,17 @@ def restore_tuner(path: str, trainable: Any, after_storage_error: bool = False) 
     After a storage error, errored trials are continued too: the storage failed, not them."""
     from ray import tune
 
+    from raysearch.tuning.budget_limiter import limit_legacy_budget
+
     check_run_state(path)
-    return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=after_storage_error,
-                              restart_errored=False)
+    tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=after_storage_error,
+                               restart_errored=False)
+    # A 0.2 run's searcher counted the budget itself; wrapped, it keeps counting after the resume.
+    # Tune has no public setter for a restored Tuner's searcher: its TuneConfig is the one place.
+    config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+    if config is not None and config.search_alg is not None:
+        config.search_alg = limit_legacy_budget(config.search_alg)
+    return tuner
 
 
 def fit(tuner: Any, path: str, trials: int = 1) -> Any:
