@@ -26,6 +26,47 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+RAY_FIXTURES = {"shared_ray", "tiny_search_run"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ray_head(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """One Ray head for the whole session, which every search, confirmation and ``raysearch``
+    subprocess joins through ``$RAY_ADDRESS`` (SPEC §8's "join a running cluster": under a
+    second) instead of starting and stopping a Ray of its own (about 5 s each, dozens of times).
+    Started only when the session runs a test that needs Ray (a slow one, or one using a Ray
+    fixture). Its workers import ``tests/`` modules (``faulty``) from the head's PYTHONPATH.
+    Tests of what a driver's *own* Ray does (Ctrl-C, kill -9, a fake GPU, a user's PYTHONPATH
+    reaching the workers) start a local one with ``address="local"`` or an env without it."""
+    import os
+
+    items = request.session.items
+    if not any(item.get_closest_marker("slow") or RAY_FIXTURES & set(getattr(item, "fixturenames", ()))
+               for item in items):
+        yield None
+        return
+    from ray.cluster_utils import Cluster
+
+    root = Path(__file__).resolve().parents[1]
+    # One authentication mode for every process of the session. Unset, a test's local ray.init()
+    # switches this process to Ray's token mode for good, and the head (started without tokens)
+    # could no longer reach it ("Missing authorization header": every later trial cancelled).
+    session = pytest.MonkeyPatch()
+    session.setenv("RAY_AUTH_MODE", "disabled")
+    with pytest.MonkeyPatch.context() as env:
+        # the head's raylet passes its environment to every worker it starts
+        env.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(root), str(root / "tests"),
+                                                              os.environ.get("PYTHONPATH")) if p))
+        cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": len(os.sched_getaffinity(0)), "num_gpus": 0, "include_dashboard": False})
+    try:
+        session.setenv("RAY_ADDRESS", cluster.address)
+        yield cluster.address
+    finally:
+        cluster.shutdown()
+        session.undo()
+
+
 @pytest.fixture(scope="module")
 def shared_ray() -> Iterator[None]:
     """One Ray for every search and confirmation of a module: raysearch's own session (its
@@ -55,19 +96,10 @@ def tiny_search_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp_path_factory.getbasetemp() / "tiny-search"
     summary = base / "search-result.json"
     if not summary.exists():
-        import ray
-
         from raysearch.commands.search import search
 
         base.mkdir(exist_ok=True)
-        started = not ray.is_initialized()
-        if started:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        try:
-            result = search("demo", SEARCH_ARGS, samples=SAMPLES, storage=str(base), name="tiny", progress=False)
-        finally:
-            if started:
-                ray.shutdown()
+        result = search("demo", SEARCH_ARGS, samples=SAMPLES, storage=str(base), name="tiny", progress=False)
         summary.write_text(json.dumps({"run_dir": result.run_dir, "trials": {
             t.trial_id: [t.status.value, t.metrics] for t in result.trials}}))
     data = json.loads(summary.read_text())

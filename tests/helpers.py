@@ -19,3 +19,9 @@ def roundtrip(state: dict[str, Any]) -> dict[str, Any]:
 def f32(value: float) -> torch.Tensor:
     """``value`` as a float32 scalar tensor (what float32 tensors are compared against)."""
     return torch.tensor(value, dtype=torch.float32)
+
+
+def own_ray_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without the session's shared Ray head (``$RAY_ADDRESS``, see conftest's
+    ``ray_head``): a driver given it starts and owns a local Ray, as on a user's machine."""
+    return {k: v for k, v in env.items() if k != "RAY_ADDRESS"}

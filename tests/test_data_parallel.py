@@ -115,7 +115,7 @@ def _losses(history: list[dict[str, Any]]) -> list[float]:
 def ray_two_cpus() -> Iterator[None]:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(include_dashboard=False, log_to_driver=False)  # the session's head (conftest ray_head), else local
     yield
     ray.shutdown()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import own_ray_env
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,8 @@ def test_ctrl_c_says_interrupted_prints_the_resume_line_and_resume_completes_eve
     storage = tmp_path / "runs"
     args = ["demo", *[a for k in SMALL for a in ("--set", k)], "--samples", "5", "--storage", str(storage),
             "--name", "cc"]
-    proc = subprocess.Popen([sys.executable, "-m", "raysearch", "search", *args], cwd=tmp_path, env=_env(),
+    # the driver starts its own Ray (not the session's head): Ctrl-C must leave none of it behind
+    proc = subprocess.Popen([sys.executable, "-m", "raysearch", "search", *args], cwd=tmp_path, env=own_ray_env(_env()),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     lines: list[str] = []
     deadline = time.monotonic() + 240

@@ -47,7 +47,7 @@ def _gpus_seen(runtime_env: dict[str, Any] | None) -> str | None:
 
         return os.environ.get("CUDA_VISIBLE_DEVICES")
 
-    ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, runtime_env=runtime_env)  # a fake GPU
+    ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False, runtime_env=runtime_env)  # a fake GPU
     try:
         return ray.get(visible.remote())  # type: ignore[no-any-return]
     finally:

@@ -96,7 +96,7 @@ def test_search_evaluate_and_report_with_the_users_package(package: Path, tmp_pa
 
     monkeypatch.syspath_prepend(str(package))
     monkeypatch.setenv("PYTHONPATH", f"{package}")  # Ray's workers inherit it: they import mypkg too
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # its workers get our env
     try:
         result = search("demo", [*KEYS, "search.space=baselines", "search.time_attr=backprops",
                                  "search.warm_start=false", "search.confirm.top=0", "search.scheduler=none"],

@@ -23,7 +23,7 @@ EPOCHS = 3
 DRIVER = """
 import ray
 from raysearch.commands.search import search
-ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 search("demo", ["epochs={epochs}", "eval.examples=200", "search.space=baselines", "search.max_concurrent=2",
                 "search.time_attr=backprops", "search.confirm.top=0"],
        samples={samples}, storage={storage!r}, name="resume")
@@ -64,7 +64,7 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path: Path
     run_dir = tmp_path / "resume"
     assert (run_dir / "experiment.yaml").exists() and (run_dir / "tuner.pkl").exists()
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(include_dashboard=False, log_to_driver=False)  # the session's head (conftest ray_head), else local
     try:
         result = search(resume=str(run_dir), progress=False)
     finally:
