@@ -131,7 +131,8 @@ def optuna_searcher(plan: SearchPlan, target: float | None, prior: list[Prior]) 
     sampler = make_sampler(s.algorithm, seed=s.seed, multi_objective=isinstance(metric, list), samples=s.samples,
                            fixed_points=len(plan.warm_starts) + len(told) + len(enqueued),
                            startup=s.startup_trials)
-    storage = open_storage(plan.study_url) if plan.study_url else None
+    own = s.study_storage is None  # the run directory's optuna.db: this driver is its one writer
+    storage = open_storage(plan.study_url, own=own) if plan.study_url else None
     study_attrs = {"problem": problem_hash(exp), "run_name": plan.run_name, "experiment": exp.name,
                    "dataset": cfg.dataset, "model": cfg.model, "epsilon": cfg.epsilon,
                    "epochs": cfg.epochs, "objective": cfg.objective, "space": s.space,

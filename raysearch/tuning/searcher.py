@@ -299,13 +299,14 @@ class OptunaSearcher(Searcher):
         """Re-open the study on the run directory's own ``optuna.db`` where the run directory
         is now, when it was moved or copied since the checkpoint (the search resolved that:
         :func:`~raysearch.rundir.study_store.own_study`); the copy holds the same rows."""
-        from raysearch.rundir.study_store import open_storage, recall
+        from raysearch.rundir.study_store import OwnStudyStorage, open_storage, recall
 
         storage = self.study._storage  # a 0.2 pickle holds Optuna's own cached RDB storage
         url = getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "url", None)
         if not url or recall(url) == url:
             return
-        self.study = optuna.load_study(study_name=self.study.study_name, storage=open_storage(recall(url)),
+        own = isinstance(getattr(storage, "_backend", storage), OwnStudyStorage)
+        self.study = optuna.load_study(study_name=self.study.study_name, storage=open_storage(recall(url), own=own),
                                        sampler=self.study.sampler, pruner=self.study.pruner)
         # optuna.Trial keeps its study and its row id (_trial_id): the copy has the same rows
         self._trials = {tid: optuna.trial.Trial(self.study, trial._trial_id) for tid, trial in self._trials.items()}
