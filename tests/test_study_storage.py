@@ -373,6 +373,7 @@ def _tpe_study(storage: Any, trials: int) -> optuna.Study:
     return study
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # TPE's group=True, as the search uses it
 def test_the_run_directorys_own_study_reads_once_until_it_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from optuna.storages import RDBStorage
 
