@@ -205,6 +205,27 @@ def test_report_writes_every_file(fake_run: Path, capsys: pytest.CaptureFixture[
     assert "raysearch report: fake" in out and "Best recipe" in out
 
 
+def test_best_yaml_holds_the_recipe_the_confirmation_chose(fake_run: Path) -> None:
+    """The search's best on one seed is ATTA; a confirmation that picked the FGSM recipe over its
+    seeds records ``chosen_trial``: best.yaml and the report's re-run line follow that choice."""
+    (fake_run / "search_summary.json").write_text(json.dumps({"state": "finished", "chosen_trial": "fgsm",
+                                                              "confirm_state": "finished"}))
+    result = report(fake_run, progress=False)
+    assert result.best is not None and result.best.trial_id == "atta"  # the search's own ranking is unchanged
+    text = (fake_run / "best.yaml").read_text()
+    assert text.startswith("# Confirmed pick (chosen on the validation split over the confirmation's seeds) of run "
+                           "fake: trial fgsm (completed), FGSM-RS")
+    from raysearch.rundir.experiment import load_experiment
+
+    experiment = load_experiment(fake_run / "best.yaml")
+    assert experiment.train["method"] == "fgsm_rs" and experiment.train["alpha"] == 0.36
+    assert "Re-run FGSM-RS" in (fake_run / "report.md").read_text()
+    # a choice the run does not hold (or none) leaves the search's best
+    (fake_run / "search_summary.json").write_text(json.dumps({"state": "finished", "chosen_trial": "gone"}))
+    report(fake_run, progress=False)
+    assert (fake_run / "best.yaml").read_text().startswith("# Best recipe of run fake: trial atta (completed)")
+
+
 def test_report_includes_the_evaluation_when_present(fake_run: Path) -> None:
     (fake_run / "evaluation.md").write_text("# raysearch evaluation\n\n| model | pgd50x10 |\n|---|---:|\n| atta | 33.0% |\n")
     result = report(fake_run, progress=False)

@@ -130,7 +130,8 @@ def _tables(run: RunInfo, rows: list[dict[str, Any]], front: list[dict[str, Any]
 
 def report_markdown(run: RunInfo, rows: list[dict[str, Any]], front: list[dict[str, Any]], best: TrialRecord | None,
                     headline: list[str], warnings: list[str], extra: list[str]) -> str:
-    """The text of ``report.md``; ``extra``: the confirmation section (before the cost)."""
+    """The text of ``report.md``; ``best``: the recipe ``best.yaml`` holds; ``extra``: the
+    confirmation section (before the cost)."""
     counts: dict[str, int] = {}
     for trial in run.trials:
         counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
@@ -143,7 +144,7 @@ def report_markdown(run: RunInfo, rows: list[dict[str, Any]], front: list[dict[s
              f"(M = {run.batches_per_epoch or '?'} batches per epoch).", "",
              "## Headline", "", *headline, ""]
     if best is not None:
-        lines += [f"Re-run it: `raysearch train {BEST_YAML}` (the file is in this directory).", ""]
+        lines += [f"Re-run {describe(best.config)}: `raysearch train {BEST_YAML}` (the file is in this directory).", ""]
     if warnings:
         lines += ["**Warnings:**", "", *[f"- {w}" for w in warnings], ""]
     lines += [*extra, *_cost_section(run), *_tables(run, rows, front)]

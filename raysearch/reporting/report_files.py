@@ -43,12 +43,19 @@ class ReportResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+def chosen_recipe(run: RunInfo, best: TrialRecord | None) -> TrialRecord | None:
+    """The recipe ``best.yaml`` re-runs: the one the run chose (``chosen_trial`` in its summary:
+    the confirmation's pick once it ran, else the search's best), else the best trial."""
+    chosen = run.summary.get("chosen_trial")
+    return next((t for t in run.trials if t.trial_id == chosen and t.metrics), best)
+
+
 def _write_best(run: RunInfo, best: TrialRecord | None, files: dict[str, Path], warnings: list[str]) -> None:
     """``best.yaml`` (when a trial has a usable result), and a warning when none completed."""
     if best is None:
         return
     files[BEST_YAML] = run.run_dir / BEST_YAML
-    files[BEST_YAML].write_text(best_yaml(run, best))
+    files[BEST_YAML].write_text(best_yaml(run, best, confirmed=bool(run.summary.get("confirm_state"))))
     if best.status != Status.COMPLETED:
         warnings.append(f"no trial completed its budget; the best recipe is trial {best.trial_id} "
                         f"({best.status.value})")
@@ -66,7 +73,8 @@ def write_report(run: RunInfo) -> ReportResult:
     plot_schedules(run, files[SCHEDULES_PNG])
     best = best_trial(run.trials)
     warnings = [f"{w} (the Optuna study and the trial's own status disagree)" for w in run.mismatches]
-    _write_best(run, best, files, warnings)
+    recipe = chosen_recipe(run, best)
+    _write_best(run, recipe, files, warnings)
     compared = comparisons(run, best) if best is not None else []
     confirmed, extra = confirmation(run)
     if run.interrupted:
@@ -74,7 +82,7 @@ def write_report(run: RunInfo) -> ReportResult:
                         f"continue with raysearch search --resume {root}")
     lines = headline(run, best, compared, confirmed)
     front = sorted((r for r in rows if r["on_pareto"]), key=lambda r: finite(r["backprops"]))  # cheapest first
-    files[REPORT_MD].write_text(report_markdown(run, rows, front, best, lines, warnings, extra))
+    files[REPORT_MD].write_text(report_markdown(run, rows, front, recipe, lines, warnings, extra))
     if (root / EVALUATION_MD).exists():
         files[EVALUATION_MD] = root / EVALUATION_MD
     lines += [f"warning: {w}" for w in warnings]

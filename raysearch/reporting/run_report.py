@@ -135,12 +135,15 @@ def best_experiment(run: RunInfo, trial: TrialRecord) -> dict[str, Any]:
     return {"name": f"{run.name}-best", **_nest(trial.config)}
 
 
-def best_yaml(run: RunInfo, trial: TrialRecord) -> str:
-    """``best.yaml``'s text: a comment saying what the trial reached, then its experiment."""
+def best_yaml(run: RunInfo, trial: TrialRecord, confirmed: bool = False) -> str:
+    """``best.yaml``'s text: a comment saying what the trial reached (and, ``confirmed``, that the
+    confirmation chose it), then its experiment."""
     m = trial.metrics
     vs_pgd10 = ratio(metric(trial, "backprops"), run.reference_backprops)
+    what = "Confirmed pick (chosen on the validation split over the confirmation's seeds)" if confirmed \
+        else "Best recipe"
     lines = [
-        f"# Best recipe of run {run.name}: trial {trial.trial_id} ({trial.status.value}), {describe(trial.config)}",
+        f"# {what} of run {run.name}: trial {trial.trial_id} ({trial.status.value}), {describe(trial.config)}",
         f"# validation after {m.get('epoch')} epochs: robust acc {pct(metric(trial, 'robust_acc'))}, "
         f"clean acc {pct(metric(trial, 'clean_acc'))}, {m.get('backprops')} backprops"
         + ("" if math.isnan(vs_pgd10) else f" ({vs_pgd10:.2f}x PGD-10)")
