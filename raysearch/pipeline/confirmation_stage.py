@@ -72,7 +72,6 @@ class Confirmation:
     interrupted: bool = False
     ray: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # Ray, entered by the first stage
 
-
     def take(self, items: list[Item], train: bool = True) -> list[Item]:
         """Fill in the rows already measured; return the items still to run (none unless ``train``,
         except the search's own runs, which are only tested)."""

@@ -105,6 +105,14 @@ def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return train, controls
 
 
+
+def spent_in(result: dict[str, Any]) -> tuple[Any, float]:
+    """What a trial has trained so far, by one of its results: backprops over every fidelity
+    level (``trial_backprops``; ``backprops`` for a trainable of one level), and those training
+    seconds. The budget, its stopper and the progress lines all read it so."""
+    return (result.get("trial_backprops", result.get("backprops")),
+            float(result.get("trial_train_seconds", result.get("train_seconds", 0.0)) or 0.0))
+
 @dataclass
 class TrialRecord:
     """One trial of a search, as every reader sees it.
@@ -144,7 +152,7 @@ class TrialRecord:
 
     @property
     def spent_backprops(self) -> int:
-        value = finite(self.metrics.get("trial_backprops", self.metrics.get("backprops")))
+        value = finite(spent_in(self.metrics)[0])
         return 0 if math.isnan(value) else int(value)
 
     @property
@@ -218,6 +226,6 @@ def record_from_folder(trial_dir: Path, tune: dict[str, Any] | None = None, *, i
         reused_from=controls.get("reused_from"), population=bool(controls.get("population")))
 
 
-__all__ = ["BEST_FILE", "CONTROL_PREFIX", "ERROR_FILE", "MAX_RETRIES", "PARAMS_FILE", "RESULT_FILE", "STATE_FILE",
+__all__ = ["spent_in", "BEST_FILE", "CONTROL_PREFIX", "ERROR_FILE", "MAX_RETRIES", "PARAMS_FILE", "RESULT_FILE", "STATE_FILE",
            "TrialRecord", "failures", "final_status", "finite", "latest_checkpoint", "learned_member", "read_history",
            "record_from_folder", "split_config", "split_levels"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from raysearch.rundir.records import spent_in
 from raysearch.tuning.budget import Budget
 from raysearch.tuning.searcher import hparam_config
 from trainables.trials.setup import TRIAL_PREFIX
@@ -78,10 +79,9 @@ class BudgetLimiter(Searcher):
         return float(cost.trial_backprops(hparam_config(config), start)) if config else 0.0
 
     def _track(self, trial_id: str, result: dict[str, Any]) -> None:
-        backprops = result.get("trial_backprops", result.get("backprops"))
-        seconds = result.get("trial_train_seconds", result.get("train_seconds", 0.0))
+        backprops, seconds = spent_in(result)
         if isinstance(backprops, (int, float)):
-            self.spent[trial_id] = (float(backprops), float(seconds or 0.0))
+            self.spent[trial_id] = (float(backprops), seconds)
 
     def spent_backprops(self) -> float:
         """Backprops on the ledger: every trial started, all levels, and the stage before."""

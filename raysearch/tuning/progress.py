@@ -11,6 +11,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from raysearch.rundir.records import spent_in
 from trainables.labels import describe
 from trainables.status import Status
 from trainables.trials.setup import split_trial_config
@@ -64,7 +65,7 @@ class ProgressLines(Callback):
 
     def _beat(self, trials: list[Any], trial: Any, result: dict[str, Any]) -> None:
         # a confirmation's test of the search's own run (reused_run) was paid for by the search
-        spent = 0 if result.get("reused_run") else result.get("trial_backprops", result.get("backprops"))
+        spent = 0 if result.get("reused_run") else spent_in(result)[0]
         if isinstance(spent, (int, float)):
             self.spent[trial.trial_id] = float(spent)
         objective = result.get("objective")

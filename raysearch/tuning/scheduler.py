@@ -34,6 +34,7 @@ from typing import Any
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from raysearch.rundir.experiment import SearchConfig
+from raysearch.rundir.records import spent_in
 from raysearch.tuning.budget import Budget
 from raysearch.tuning.objective import METRIC, MODE
 from trainables.trials.setup import TRIAL_PREFIX
@@ -152,9 +153,10 @@ class KeepBudget(Delegating):
         cost = self.budget.cost
         for trial in tune_controller.get_trials():
             last = trial.last_result or {}
-            used = float(last.get("trial_backprops", last.get("backprops", 0)) or 0)
+            backprops, trained = spent_in(last)
+            used = float(backprops or 0)
             spent += used
-            seconds += float(last.get("trial_train_seconds", last.get("train_seconds", 0)) or 0)
+            seconds += trained
             if trial is current or trial.status not in ("RUNNING", "PENDING", "PAUSED"):
                 continue
             level = int(last.get("level", len(cost.levels) - 1 if is_warm_start(trial) else 0))
