@@ -105,13 +105,13 @@ def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return train, controls
 
 
-
 def spent_in(result: dict[str, Any]) -> tuple[Any, float]:
     """What a trial has trained so far, by one of its results: backprops over every fidelity
     level (``trial_backprops``; ``backprops`` for a trainable of one level), and those training
     seconds. The budget, its stopper and the progress lines all read it so."""
     return (result.get("trial_backprops", result.get("backprops")),
             float(result.get("trial_train_seconds", result.get("train_seconds", 0.0)) or 0.0))
+
 
 @dataclass
 class TrialRecord:
