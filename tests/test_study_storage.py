@@ -406,3 +406,40 @@ def test_the_run_directorys_own_study_reads_once_until_it_writes(tmp_path: Path,
     # what is remembered is not pickled (Tune pickles the searcher and its study)
     again = pickle.loads(pickle.dumps(own))
     assert type(again) is OwnStudyStorage and again._read == {}
+
+
+def _attrs_written_at_once(storage: Any) -> None:
+    """set_user_attrs on ``storage``: what Trial.set_user_attr would leave, in one commit."""
+    from sqlalchemy import event
+
+    from raysearch.rundir.study_store import set_user_attrs
+
+    study = optuna.create_study(study_name="attrs", storage=storage)
+    trial = study.ask()
+    trial.set_user_attr("label", "old")
+    commits = []
+    event.listen(storage.engine, "commit", lambda conn: commits.append(1))
+    set_user_attrs(trial, {"label": "PGD-10", "config.epochs": 3, "config.alpha": 0.25, "nested": [1, {"a": None}]})
+    assert len(commits) == 1
+    expected = {"label": "PGD-10", "config.epochs": 3, "config.alpha": 0.25, "nested": [1, {"a": None}]}
+    assert trial.user_attrs == expected  # the running trial's own view, as Trial.set_user_attr keeps it
+    assert study.trials[-1].user_attrs == expected  # and the storage's, the old value replaced
+    study.tell(trial, 0.5)
+    with pytest.raises(RuntimeError, match="finished"):  # a finished trial stays as it was, as in Optuna
+        set_user_attrs(trial, {"late": 1})
+    assert "late" not in study.trials[-1].user_attrs
+
+
+def test_many_user_attributes_are_written_in_one_transaction(tmp_path: Path) -> None:
+    from raysearch.rundir.study_store import set_user_attrs
+
+    _attrs_written_at_once(open_storage(f"sqlite:///{tmp_path}/own.db", own=True))
+    _attrs_written_at_once(open_storage(f"sqlite:///{tmp_path}/plain.db"))
+    memory = optuna.create_study()  # any other storage: one by one, the same result
+    trial = memory.ask()
+    set_user_attrs(trial, {"label": "x", "config.epochs": 1})
+    assert memory.trials[-1].user_attrs == {"label": "x", "config.epochs": 1}
+
+
+def test_many_user_attributes_in_one_transaction_on_postgresql(server: Any) -> None:
+    _attrs_written_at_once(open_storage(server.createdb("attrs")))

@@ -45,6 +45,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from raysearch.rundir.study_store import set_user_attrs
 from search_spaces import family_of, strip_search_keys
 from trainables.labels import describe
 from trainables.status import Status
@@ -175,10 +176,8 @@ class OptunaSearcher(Searcher):
         label = ot_trial.user_attrs.get("warm_start")
         if label:
             controls[f"{TRIAL_PREFIX}warm_start"] = label
-        ot_trial.set_user_attr("ray_trial_id", trial_id)
-        ot_trial.set_user_attr("label", describe(train))
-        for key, value in hparam_config(train).items():
-            ot_trial.set_user_attr(CONFIG_ATTR + key, value)
+        set_user_attrs(ot_trial, {"ray_trial_id": trial_id, "label": describe(train),
+                                  **{CONFIG_ATTR + key: value for key, value in hparam_config(train).items()}})
         self._trials[trial_id] = ot_trial
         return {**train, **controls}
 
@@ -205,8 +204,7 @@ class OptunaSearcher(Searcher):
             self._report(trial_id, result)
         trial = self._trials[trial_id]
         try:
-            for key, value in self._outcome_attrs(result or {}).items():
-                trial.set_user_attr(key, value)
+            set_user_attrs(trial, self._outcome_attrs(result or {}))
             for key, value in constraints.items():
                 trial.set_constraint(key, value)
             self.study.tell(trial, values, state=state)
