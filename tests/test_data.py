@@ -63,6 +63,22 @@ def test_digits_split_is_fixed_whatever_the_seed(digits) -> None:
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
 
 
+def test_digits_are_parsed_once_per_process_and_each_load_is_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainables.data import datasets
+
+    datasets._bundled_digits.cache_clear()
+    parsed = []
+    loadtxt = np.loadtxt
+    monkeypatch.setattr(np, "loadtxt", lambda *a, **k: parsed.append(1) or loadtxt(*a, **k))
+    first = load_dataset("digits")
+    first.train.x[0].fill_(255)  # a trial that changes its copy
+    second = load_dataset("digits")
+    assert len(parsed) == 1  # the CSV read once: a Tune actor's later trials take it from memory
+    assert not torch.equal(first.train.x[0], second.train.x[0]) and second.train.x.max().item() == 16
+    with pytest.raises(ValueError):  # the table every load copies from cannot be changed
+        datasets._bundled_digits()[0][0, 0] = 1
+
+
 def test_digits_mean_std_come_from_the_training_split(digits) -> None:
     assert digits.mean == pytest.approx((digits.train.images().mean().item(),))
     assert digits.std == pytest.approx((digits.train.images().std().item(),))
