@@ -153,6 +153,8 @@ class AttrBatch(RDBStorage):
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
+        if not attrs:
+            return
         table = models.TrialUserAttributeModel
         with _create_scoped_session(self.scoped_session, True) as session:
             if self.engine.name == "postgresql" or (self.engine.name == "sqlite"
@@ -177,9 +179,8 @@ def set_user_attrs(trial: Any, attrs: Mapping[str, Any]) -> None:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
-    if attrs:
-        storage.set_trial_user_attrs(trial._trial_id, attrs)
-        trial._cached_frozen_trial.user_attrs.update(attrs)  # what Trial.set_user_attr also keeps
+    storage.set_trial_user_attrs(trial._trial_id, attrs)
+    trial._cached_frozen_trial.user_attrs.update(attrs)  # what Trial.set_user_attr also keeps
 
 
 class TeamStorage(AttrBatch):
@@ -210,13 +211,14 @@ class TeamStorage(AttrBatch):
 
 
 # Optuna's studies reach an RDB storage through _CachedStorage, which also calls these private
-# methods of it; every one that touches the database retries.
+# methods of it; every one that touches the database retries (a batch of attributes too: a failed
+# transaction rolls back whole).
 _CACHED_STORAGE_CALLS = ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials",
                          "_set_trial_param")
 for _name in sorted({*(n for n in dir(BaseStorage) if not n.startswith("_")), *_CACHED_STORAGE_CALLS,
                      "get_heartbeat_interval", "record_heartbeat", "set_trial_user_attrs"}):
     if callable(getattr(AttrBatch, _name, None)):
-        setattr(TeamStorage, _name, _retrying(getattr(AttrBatch, _name)))  # a failed transaction rolls back whole
+        setattr(TeamStorage, _name, _retrying(getattr(AttrBatch, _name)))
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
