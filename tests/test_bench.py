@@ -13,6 +13,7 @@ from raysearch.benchmarks.attack import attack_limit, attack_target, non_model_s
 from raysearch.benchmarks.cases import Case, settings
 from raysearch.benchmarks.gpu import measure_precisions, measure_sharing
 from raysearch.benchmarks.search_overhead import SEARCH_OVERHEAD_TARGET
+from raysearch.benchmarks.smoke import failure_line
 from raysearch.benchmarks.tables import print_report
 from raysearch.commands.bench import bench
 from raysearch.rundir.outcomes import search_overhead_fraction
@@ -31,6 +32,15 @@ def test_search_overhead_is_the_share_of_slot_time_inside_trials() -> None:
     assert search_overhead_fraction(90.0, 50.0, 2) == pytest.approx(0.9)
     assert search_overhead_fraction(10.0, 10.0, 1) == pytest.approx(1.0)
     assert search_overhead_fraction(5.0, 0.0, 2) == 0.0
+
+
+def test_a_failed_smoke_part_says_the_cause_after_the_header_line() -> None:
+    # Ray Train's ControllerError: a header line, then the cause (a startup timeout here)
+    err = RuntimeError("Training failed due to controller error:\nThe worker group startup timed out after 60.0 seconds"
+                       "\n\n  waiting for 2 workers.")
+    assert failure_line(err) == ("RuntimeError: Training failed due to controller error: / The worker group startup "
+                                 "timed out after 60.0 seconds / waiting for 2 workers.")
+    assert failure_line(ValueError("x" * 900)) == "ValueError: " + "x" * 600
 
 
 def test_non_model_share() -> None:

@@ -53,6 +53,13 @@ RUNNERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+def failure_line(err: BaseException, limit: int = 600) -> str:
+    """``err`` on one line: its type and every line of its message (Ray's errors put the cause
+    after a header line, e.g. "Training failed due to controller error:")."""
+    text = " / ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return f"{type(err).__name__}: {text[:limit]}"
+
+
 def smoke(parts: tuple[str, ...] = PARTS, device: str | None = None) -> dict[str, Any]:
     """Run the smoke ``parts`` on ``device`` (default: CUDA when there is one); their figures."""
     import torch
@@ -69,10 +76,10 @@ def smoke(parts: tuple[str, ...] = PARTS, device: str | None = None) -> dict[str
         try:
             out[name] = RUNNERS[name](device)
         except Exception as err:  # one failed path must not hide the others
-            out[name] = {"failed": f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"}
+            out[name] = {"failed": failure_line(err)}
             say(f"{name} FAILED: {out[name]['failed']}")
         say(f"-- {name}: {time.monotonic() - start:.0f}s")
     return out
 
 
-__all__ = ["PARTS", "RUNNERS", "quick_bench", "smoke"]
+__all__ = ["PARTS", "RUNNERS", "failure_line", "quick_bench", "smoke"]

@@ -22,9 +22,15 @@ def ddp(device: str) -> dict[str, Any]:
     started = not ray.is_initialized()
     try:
         with tempfile.TemporaryDirectory() as storage:
-            result = train_data_parallel({"k": 2, "epochs": 1, "eval.examples": 50, "batch_size": 64, "threads": 2,
-                                          **({} if use_gpu else {"max_batches": 6})}, 2,
-                                         storage=storage, use_gpu=use_gpu)
+            try:
+                result = train_data_parallel({"k": 2, "epochs": 1, "eval.examples": 50, "batch_size": 64, "threads": 2,
+                                              **({} if use_gpu else {"max_batches": 6})}, 2,
+                                             storage=storage, use_gpu=use_gpu)
+            except Exception:
+                # workers that cannot be placed fail as a startup timeout: say what the cluster had
+                if ray.is_initialized():
+                    say(f"ddp: cluster {ray.cluster_resources()}, free {ray.available_resources()}")
+                raise
     finally:
         if started:
             ray.shutdown()
