@@ -90,7 +90,7 @@ def precision(device: str) -> dict[str, float]:
     from trainables.methods.base import attack_gradient, clean_probabilities
 
     run = start({"epochs": 3, "k": 3, "epsilon": 0.1, "co.enabled": False, "device": device, "precision": "bf16",
-                **({} if device == "cuda" else {"max_batches": 4})})  # bf16 is slow on CPUs
+                **({} if device == "cuda" else {"max_batches": 4, "batch_size": 32})})  # bf16 is slow on CPUs
     for _ in range(3):
         run.step()
     run.model.eval()
