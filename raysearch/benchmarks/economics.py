@@ -43,8 +43,8 @@ VARIANTS: dict[str, list[str]] = {
     "random": ["search.algorithm=random", "search.scheduler=none", "search.time_attr=backprops", "search.reuse=false"],
 }
 DEFAULT_VARIANTS = ("baseline", "new")
-QUICK = ["epochs=2", "eval.examples=100", "search.samples=4", "search.budget=null", "search.space=baselines",
-         "search.confirm.seeds=2", "search.confirm.top=1"]
+QUICK = ["epochs=2", "max_batches=4", "eval.examples=100", "search.samples=4", "search.budget=null",
+         "search.space=baselines", "search.confirm.seeds=2", "search.confirm.top=1"]
 
 
 def _log(message: str) -> None:
