@@ -16,23 +16,18 @@ def ddp(device: str) -> dict[str, Any]:
     import ray
     import torch
 
+    from raysearch.tuning.resources import ray_session
     from trainables.distributed.workers import train_data_parallel
 
     use_gpu = device == "cuda" and torch.cuda.device_count() >= 2
-    started = not ray.is_initialized()
-    if started:
-        ray.init()  # joins $RAY_ADDRESS, else starts a local Ray
-    # workers that cannot be placed fail only after three 60 s startup timeouts: say what is free
-    say(f"ddp: {ray.available_resources().get('CPU', 0):.2f} of {ray.cluster_resources().get('CPU', 0):.0f} CPUs free")
-    try:
-        with tempfile.TemporaryDirectory() as storage:
-            # one thread in all on the CPU: two half-CPU workers, placed beside whatever else runs
-            result = train_data_parallel({"k": 2, "epochs": 1, "eval.examples": 50, "batch_size": 64,
-                                          **({"threads": 2} if use_gpu else {"threads": 1, "max_batches": 6})}, 2,
-                                         storage=storage, use_gpu=use_gpu)
-    finally:
-        if started:
-            ray.shutdown()
+    with ray_session(), tempfile.TemporaryDirectory() as storage:  # raysearch's Ray session: joins $RAY_ADDRESS
+        # workers that cannot be placed fail only after three 60 s startup timeouts: say what is free
+        say(f"ddp: {ray.available_resources().get('CPU', 0):.2f} of {ray.cluster_resources().get('CPU', 0):.0f} "
+            "CPUs free")
+        # one thread in all on the CPU: two half-CPU workers, placed beside whatever else runs
+        result = train_data_parallel({"k": 2, "epochs": 1, "eval.examples": 50, "batch_size": 64,
+                                      **({"threads": 2} if use_gpu else {"threads": 1, "max_batches": 6})}, 2,
+                                     storage=storage, use_gpu=use_gpu)
     robust = float(result.metrics.get("robust_acc", float("nan")))
     backend = "nccl" if use_gpu else "gloo"
     say(f"data-parallel run, 2 Ray Train workers ({backend}) on nodes {result.metrics.get('worker_nodes')}: "
